@@ -1,0 +1,3 @@
+//! Exposition formats.
+
+pub mod prometheus;

@@ -1,0 +1,290 @@
+//! Reading the registry: cumulative snapshots, delta snapshots and idle-series eviction.
+//!
+//! # Eviction without losing samples
+//!
+//! A series idle for `evict_after_idle` flushes is removed from the index, its cells are
+//! marked retired and moved, with the series, to the collector's *retiring* list. Threads
+//! still holding a cached `Arc` of a retired cell may write to it once more before they
+//! notice the flag; every delta collection reads the retiring cells again and reports what
+//! arrived since. A retiring entry is freed only once `Arc::try_unwrap` succeeds on every
+//! cell and on the series, which proves no other thread can still write there (the
+//! unwrap's Acquire pairs with the Release of the other holders' drops). The last read
+//! happens after that proof, so nothing written is ever missed.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::series::{Series, Totals};
+use super::{CellRef, Registry};
+use crate::histogram::RawHistogram;
+use crate::histogram::atomic::Domain;
+use crate::registry::MetricKind;
+use crate::snapshot::{SeriesSnapshot, Snapshot, Value};
+use crate::sync::{self, Ordering};
+
+/// An evicted series whose cells may still be referenced by recording threads.
+#[derive(Debug)]
+pub(crate) struct Retiring {
+    series: Arc<Series>,
+    cells: Vec<CellRef>,
+}
+
+/// State of the delta collector (behind the registry's `collector` lock).
+#[derive(Debug)]
+pub(crate) struct Collector {
+    pub(crate) zombies: Vec<Retiring>,
+    /// End of the previous delta window.
+    last: Option<SystemTime>,
+}
+
+impl Default for Collector {
+    fn default() -> Self {
+        Collector {
+            zombies: Vec::new(),
+            last: None,
+        }
+    }
+}
+
+fn domain(kind: MetricKind) -> Domain {
+    if kind == MetricKind::FloatHistogram {
+        Domain::F64
+    } else {
+        Domain::U64
+    }
+}
+
+/// Cumulative totals of `cells` plus the shared cell, and the raw accumulator (extremes).
+fn read_totals(
+    series: &Series,
+    cells: &[CellRef],
+    scale: u8,
+    reset_extremes: bool,
+) -> (Totals, Option<RawHistogram>) {
+    match series.kind {
+        MetricKind::Counter => {
+            let mut n = series.shared.scalar();
+            for c in cells {
+                n = n.wrapping_add(c.scalar());
+            }
+            (Totals::Scalar(n), None)
+        }
+        MetricKind::FloatCounter => {
+            let mut x = f64::from_bits(series.shared.scalar());
+            for c in cells {
+                x += f64::from_bits(c.scalar());
+            }
+            (Totals::Scalar(x.to_bits()), None)
+        }
+        MetricKind::Gauge => (Totals::Scalar(series.gauge.load(Ordering::Relaxed)), None),
+        MetricKind::Histogram | MetricKind::FloatHistogram => {
+            let mut raw = RawHistogram::new(domain(series.kind), scale);
+            series.shared.read_histogram(&mut raw, reset_extremes);
+            for c in cells {
+                c.read_histogram(&mut raw, reset_extremes);
+            }
+            (Totals::Histogram(raw.totals()), Some(raw))
+        }
+    }
+}
+
+fn live_cells(series: &Series) -> Vec<CellRef> {
+    sync::read(&series.cells)
+        .by_shard
+        .iter()
+        .flatten()
+        .cloned()
+        .collect()
+}
+
+/// Turns totals (cumulative or delta) into a public value.
+fn to_value(series: &Series, totals: &Totals, raw: Option<&RawHistogram>) -> Value {
+    match (series.kind, totals) {
+        (MetricKind::Counter, Totals::Scalar(n)) => Value::Counter(*n),
+        (MetricKind::FloatCounter, Totals::Scalar(b)) => Value::FloatCounter(f64::from_bits(*b)),
+        (MetricKind::Gauge, Totals::Scalar(b)) => Value::Gauge(f64::from_bits(*b)),
+        (_, Totals::Histogram(t)) => match raw {
+            Some(raw) => Value::Histogram(raw.snapshot(t)),
+            None => Value::Counter(0),
+        },
+        _ => Value::Counter(0),
+    }
+}
+
+fn minus(kind: MetricKind, now: &Totals, before: &Totals) -> Totals {
+    match (now, before) {
+        (Totals::Scalar(a), Totals::Scalar(b)) => match kind {
+            MetricKind::Counter => Totals::Scalar(a.wrapping_sub(*b)),
+            MetricKind::FloatCounter => {
+                Totals::Scalar((f64::from_bits(*a) - f64::from_bits(*b)).to_bits())
+            }
+            _ => Totals::Scalar(*a),
+        },
+        (Totals::Histogram(a), Totals::Histogram(b)) => Totals::Histogram(a.minus(b)),
+        _ => now.clone(),
+    }
+}
+
+fn snapshot_of(series: &Series, value: Value) -> SeriesSnapshot {
+    SeriesSnapshot {
+        key: series.key.clone(),
+        kind: series.kind,
+        unit: series.unit,
+        value,
+    }
+}
+
+pub(crate) fn cumulative(registry: &Registry) -> Snapshot {
+    let inner = &*registry.inner;
+    let scale = inner.config.scale;
+    let mut out: Vec<SeriesSnapshot> = inner
+        .all_series()
+        .iter()
+        .map(|series| {
+            let cells = live_cells(series);
+            let (totals, mut raw) = read_totals(series, &cells, scale, false);
+            if let Some(raw) = raw.as_mut() {
+                let st = sync::lock(&series.state);
+                raw.min_key = raw.min_key.min(st.min_key);
+                raw.max_key = raw.max_key.max(st.max_key);
+            }
+            snapshot_of(series, to_value(series, &totals, raw.as_ref()))
+        })
+        .collect();
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    Snapshot {
+        start: inner.created,
+        end: SystemTime::now(),
+        series: out,
+    }
+}
+
+/// Delta of one series since the collector's previous read; updates the collector state.
+/// Returns the value and whether anything happened in the window.
+fn series_delta(series: &Series, cells: &[CellRef], scale: u8) -> (Value, bool) {
+    let mut st = sync::lock(&series.state);
+    let (totals, mut raw) = read_totals(series, cells, scale, true);
+    let delta = minus(series.kind, &totals, &st.prev);
+    st.prev = totals;
+    let active = match (&delta, series.kind) {
+        (Totals::Scalar(b), MetricKind::Gauge) => {
+            let changed = *b != st.last_gauge;
+            st.last_gauge = *b;
+            changed
+        }
+        (Totals::Scalar(b), MetricKind::FloatCounter) => f64::from_bits(*b) != 0.0,
+        (Totals::Scalar(n), _) => *n != 0,
+        (Totals::Histogram(h), _) => h.count() != 0,
+    };
+    if let Some(raw) = raw.as_mut() {
+        st.min_key = st.min_key.min(raw.min_key);
+        st.max_key = st.max_key.max(raw.max_key);
+    }
+    (to_value(series, &delta, raw.as_ref()), active)
+}
+
+pub(crate) fn delta(registry: &Registry) -> Snapshot {
+    let inner = &*registry.inner;
+    let scale = inner.config.scale;
+    let mut collector = sync::lock(&inner.collector);
+    let now = SystemTime::now();
+    let start = collector.last.unwrap_or(inner.created);
+    collector.last = Some(now);
+
+    let mut out = Vec::new();
+    let mut evicted_any = false;
+    for series in inner.all_series() {
+        let cells = live_cells(&series);
+        let (value, active) = series_delta(&series, &cells, scale);
+        let idle_limit = inner.config.evict_after_idle;
+        let evict = {
+            let mut st = sync::lock(&series.state);
+            st.idle = if active { 0 } else { st.idle.saturating_add(1) };
+            // A gauge moved with add/sub holds a level: evicting it would lose the level, so
+            // it only goes when it is back at zero.
+            // Relaxed: flag read once per flush.
+            let holds_level = series.kind == MetricKind::Gauge
+                && series.gauge_relative.load(Ordering::Relaxed)
+                && series.gauge_value() != 0.0;
+            idle_limit > 0 && st.idle >= idle_limit && !holds_level
+        };
+        if series.kind == MetricKind::Gauge || !value.is_zero() {
+            out.push(snapshot_of(&series, value));
+        }
+        if evict && inner.try_evict(&series) {
+            let mut cells = sync::write(&series.cells);
+            cells.evicted = true;
+            let taken: Vec<CellRef> = cells.by_shard.drain(..).flatten().collect();
+            drop(cells);
+            for c in &taken {
+                c.retire();
+            }
+            series.shared.retire();
+            collector.zombies.push(Retiring {
+                series: series.clone(),
+                cells: taken,
+            });
+            evicted_any = true;
+        }
+    }
+    if evicted_any {
+        inner.bump_evict_epoch();
+    }
+    drop_series_refs_and_collect_zombies(&mut collector, scale, &mut out);
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    // Residues of retiring series can share a key with a live series created since: merge.
+    let mut merged: Vec<SeriesSnapshot> = Vec::with_capacity(out.len());
+    for s in out {
+        match merged.last_mut() {
+            Some(last) if last.key == s.key && last.kind == s.kind => last.value.absorb(&s.value),
+            _ => merged.push(s),
+        }
+    }
+    Snapshot {
+        start,
+        end: now,
+        series: merged,
+    }
+}
+
+/// Reads every retiring series once more and frees those nobody else references.
+fn drop_series_refs_and_collect_zombies(
+    collector: &mut Collector,
+    scale: u8,
+    out: &mut Vec<SeriesSnapshot>,
+) {
+    let zombies = std::mem::take(&mut collector.zombies);
+    let mut keep = Vec::new();
+    for z in zombies {
+        let Retiring { mut series, cells } = z;
+        // First try to prove exclusivity, then read: a successful unwrap orders every other
+        // holder's writes before our read.
+        let mut exclusive = true;
+        let mut still_shared = Vec::new();
+        let mut owned = Vec::new();
+        for c in cells {
+            match crate::sync::Arc::try_unwrap(c) {
+                Ok(cell) => owned.push(crate::sync::Arc::new(cell)),
+                Err(c) => {
+                    exclusive = false;
+                    still_shared.push(c);
+                }
+            }
+        }
+        // `get_mut` succeeds only when no other `Arc` exists (with an Acquire that pairs with
+        // their drops): then no one can still write the series' shared cell either.
+        let series_exclusive = exclusive && Arc::get_mut(&mut series).is_some();
+        let all: Vec<CellRef> = owned.iter().chain(still_shared.iter()).cloned().collect();
+        let (value, active) = series_delta(&series, &all, scale);
+        drop(all);
+        if active {
+            out.push(snapshot_of(&series, value));
+        }
+        if !series_exclusive {
+            let mut cells = owned;
+            cells.extend(still_shared);
+            keep.push(Retiring { series, cells });
+        }
+    }
+    collector.zombies = keep;
+}
