@@ -601,7 +601,7 @@ mod tests {
         let err = parse_metrics_body(nd.as_bytes(), &c).unwrap_err();
         assert_eq!(err, JsonIngestError::TooManyItems { max: 2 });
         assert_eq!(err.status_code(), 413);
-        let arr = format!("[{}]", vec![r#"{"name":"a","value":1}"#; 3].join(","));
+        let arr = format!("[{}]", [r#"{"name":"a","value":1}"#; 3].join(","));
         assert_eq!(
             parse_metrics_body(arr.as_bytes(), &c),
             Err(JsonIngestError::TooManyItems { max: 2 })
