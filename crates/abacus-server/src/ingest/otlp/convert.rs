@@ -27,7 +27,7 @@
 //! # Names and labels
 //!
 //! * Metric names are sanitised with
-//!   [`sanitize_metric_name`](crate::ingest::sanitize_metric_name): `.`, `-`,
+//!   [`sanitize_metric_name`]: `.`, `-`,
 //!   `/` etc. become `_` (`http.server.duration` → `http_server_duration`).
 //!   No unit suffix is appended. Empty or (after sanitisation) too long names
 //!   reject all points of the metric.

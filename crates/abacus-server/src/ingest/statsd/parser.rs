@@ -31,11 +31,11 @@
 //! * `#tags`: comma-separated `key:value` (value may contain `:`); a tag
 //!   without `:` has value `""`; empty entries are skipped; several `#` fields
 //!   are concatenated. Keys are sanitised with
-//!   [`sanitize_label_name`](crate::ingest::sanitize_label_name).
+//!   [`sanitize_label_name`].
 //! * `c:<container id>`, `T<timestamp>` and any other unknown field are
 //!   tolerated and ignored (forward compatibility with new DogStatsD fields).
 //! * Names are sanitised with
-//!   [`sanitize_metric_name`](crate::ingest::sanitize_metric_name) (`.` → `_`).
+//!   [`sanitize_metric_name`] (`.` → `_`).
 //! * DogStatsD events (`_e{...`) and service checks (`_sc|...`) are rejected
 //!   as [`RejectReason::Unsupported`].
 //!
