@@ -64,7 +64,9 @@ impl Value {
             Value::Counter(n) => *n == 0,
             Value::FloatCounter(x) => *x == 0.0,
             Value::Gauge(_) => false,
-            Value::Histogram(h) => h.count == 0,
+            // A window can carry a sum without a count: a sample racing the flush may have its
+            // bucket read in one window and its sum in the next. Such a window is not empty.
+            Value::Histogram(h) => h.count == 0 && h.sum == 0.0,
         }
     }
 

@@ -361,6 +361,8 @@ impl HistogramSnapshot {
     /// coarser of the two (OpenTelemetry's downscaling: index `i` becomes `i >> d`).
     pub fn merge(&mut self, other: &HistogramSnapshot) {
         if other.count == 0 {
+            // Still carry the sum (see `Value::is_zero` on sums racing a flush).
+            self.sum += other.sum;
             return;
         }
         if other.scale < self.scale {

@@ -30,20 +30,11 @@ pub(crate) struct Retiring {
 }
 
 /// State of the delta collector (behind the registry's `collector` lock).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Collector {
     pub(crate) zombies: Vec<Retiring>,
     /// End of the previous delta window.
     last: Option<SystemTime>,
-}
-
-impl Default for Collector {
-    fn default() -> Self {
-        Collector {
-            zombies: Vec::new(),
-            last: None,
-        }
-    }
 }
 
 fn domain(kind: MetricKind) -> Domain {
@@ -174,7 +165,7 @@ fn series_delta(series: &Series, cells: &[CellRef], scale: u8) -> (Value, bool) 
         }
         (Totals::Scalar(b), MetricKind::FloatCounter) => f64::from_bits(*b) != 0.0,
         (Totals::Scalar(n), _) => *n != 0,
-        (Totals::Histogram(h), _) => h.count() != 0,
+        (Totals::Histogram(h), _) => h.count() != 0 || h.sum_u64 != 0 || h.sum_f64 != 0.0,
     };
     if let Some(raw) = raw.as_mut() {
         st.min_key = st.min_key.min(raw.min_key);
