@@ -25,8 +25,8 @@ use crate::sync::{self, Ordering};
 /// An evicted series whose cells may still be referenced by recording threads.
 #[derive(Debug)]
 pub(crate) struct Retiring {
-    series: Arc<Series>,
-    cells: Vec<CellRef>,
+    pub(crate) series: Arc<Series>,
+    pub(crate) cells: Vec<CellRef>,
 }
 
 /// State of the delta collector (behind the registry's `collector` lock).
@@ -221,7 +221,7 @@ pub(crate) fn delta(registry: &Registry) -> Snapshot {
     if evicted_any {
         inner.bump_evict_epoch();
     }
-    drop_series_refs_and_collect_zombies(&mut collector, scale, &mut out);
+    collect_retiring(&mut collector, scale, &mut out);
     out.sort_by(|a, b| a.key.cmp(&b.key));
     // Residues of retiring series can share a key with a live series created since: merge.
     let mut merged: Vec<SeriesSnapshot> = Vec::with_capacity(out.len());
@@ -239,7 +239,7 @@ pub(crate) fn delta(registry: &Registry) -> Snapshot {
 }
 
 /// Reads every retiring series once more and frees those nobody else references.
-fn drop_series_refs_and_collect_zombies(
+pub(crate) fn collect_retiring(
     collector: &mut Collector,
     scale: u8,
     out: &mut Vec<SeriesSnapshot>,

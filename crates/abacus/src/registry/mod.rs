@@ -19,6 +19,8 @@
 mod cell;
 mod collect;
 mod local;
+#[cfg(all(test, loom))]
+mod loom;
 mod series;
 
 use std::sync::Arc;
