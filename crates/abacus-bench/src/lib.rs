@@ -250,6 +250,12 @@ pub trait Target: Send + Sync {
     /// recordable via `handles.record(i, ..)`. Called outside timed regions.
     fn handles(&self, services: &[String]) -> Self::Handles;
 
+    /// Number of values recorded so far into `service`'s series, read back
+    /// through the library's own export/read path (`None` if the series does
+    /// not exist). Used by tests to check an adapter really records; never
+    /// called on a timed path. May run [`Target::maintain`]-like work.
+    fn recorded_count(&self, service: &str) -> Option<u64>;
+
     /// Housekeeping run after each timed sample, outside the timed region
     /// (e.g. draining buffered samples so memory stays bounded). Default:
     /// nothing.
@@ -374,6 +380,58 @@ mod tests {
         l.sort_unstable();
         let median = l[l.len() / 2];
         assert!((40..=60).contains(&median), "median {median}");
+    }
+
+    /// Every adapter records by name and through handles into the same
+    /// series, and the library's own read path sees every record.
+    fn check_adapter<T: Target>(target: &T) {
+        let inputs = Workload::Uniform100.inputs();
+        let handles = target.handles(&inputs.services);
+        let before: Vec<u64> = inputs
+            .services
+            .iter()
+            .map(|s| target.recorded_count(s).unwrap_or(0))
+            .collect();
+        let _ = run_by_name(target, &inputs, 2, 1000);
+        let _ = run_cached(&handles, &inputs, 2, 1000);
+        target.maintain();
+        let mut expected = before;
+        for t in 0..2 {
+            for k in 0..2000 {
+                let op = inputs.ops[(Inputs::offset(t, 2) + k % 1000) & SEQ_MASK];
+                expected[op.service as usize] += 1;
+            }
+        }
+        for (i, s) in inputs.services.iter().enumerate() {
+            assert_eq!(
+                target.recorded_count(s),
+                Some(expected[i]),
+                "{}: series {s}",
+                target.name()
+            );
+        }
+        assert_eq!(target.recorded_count("no-such-service"), None);
+    }
+
+    #[test]
+    fn adapters_record_into_the_right_series() {
+        check_adapter(&peers::Baseline::new());
+        check_adapter(&peers::MetricsRs::new());
+        check_adapter(&peers::Prom::new());
+        check_adapter(&peers::PromClient::new());
+        check_adapter(&peers::Otel::new());
+    }
+
+    #[test]
+    fn otel_keeps_10k_series_apart() {
+        let target = peers::Otel::new();
+        let inputs = Workload::Zipf10k.inputs();
+        let _ = target.handles(&inputs.services);
+        let points = target.histogram_points();
+        assert_eq!(points.len(), inputs.services.len());
+        assert!(points.iter().all(|(attrs, count)| {
+            *count == 1 && attrs.len() == 1 && attrs[0].key.as_str() == LABEL_KEY
+        }));
     }
 
     #[test]

@@ -105,6 +105,11 @@ impl Target for Baseline {
         reg.stats[i].record(latency_ms);
     }
 
+    fn recorded_count(&self, service: &str) -> Option<u64> {
+        let reg = lock(&self.inner);
+        reg.index.get(service).map(|&i| reg.stats[i].count)
+    }
+
     fn handles(&self, services: &[String]) -> Self::Handles {
         let mut reg = lock(&self.inner);
         let slots = services.iter().map(|s| reg.slot(s)).collect();

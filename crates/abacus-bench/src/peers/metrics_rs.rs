@@ -71,9 +71,21 @@ impl Target for MetricsRs {
         MetricsRsHandles { handles }
     }
 
+    fn recorded_count(&self, service: &str) -> Option<u64> {
+        count_in_text_exposition(&self.handle.render(), service)
+    }
+
     fn maintain(&self) {
         self.handle.run_upkeep();
     }
+}
+
+/// Reads `latency_count{service="<service>"} N` from Prometheus text output.
+pub(crate) fn count_in_text_exposition(text: &str, service: &str) -> Option<u64> {
+    let prefix = format!("{METRIC_NAME}_count{{service=\"{service}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .map(|n| n.trim().parse().expect("integer count"))
 }
 
 /// Cached `metrics::Histogram` handles.

@@ -1,8 +1,17 @@
 //! `opentelemetry_sdk` 0.33 metrics SDK.
 
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Histogram, MeterProvider as _};
-use opentelemetry_sdk::metrics::{Aggregation, Instrument, ManualReader, SdkMeterProvider, Stream};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
+use opentelemetry_sdk::metrics::reader::MetricReader;
+use opentelemetry_sdk::metrics::{
+    Aggregation, Instrument, InstrumentKind, ManualReader, Pipeline, SdkMeterProvider, Stream,
+    Temporality,
+};
 
 use crate::{HandleSet, LABEL_KEY, LATENCY_BUCKETS_MS, METRIC_NAME, Target};
 
@@ -16,6 +25,7 @@ pub const OTEL_CARDINALITY_LIMIT: usize = 20_000;
 /// collected while benchmarking) and one `u64_histogram`.
 #[derive(Debug)]
 pub struct Otel {
+    reader: Arc<ManualReader>,
     provider: SdkMeterProvider,
     histogram: Histogram<u64>,
 }
@@ -41,8 +51,9 @@ impl Otel {
                     .expect("valid stream")
             })
         };
+        let reader = Arc::new(ManualReader::builder().build());
         let provider = SdkMeterProvider::builder()
-            .with_reader(ManualReader::builder().build())
+            .with_reader(SharedReader(Arc::clone(&reader)))
             .with_view(view)
             .build();
         let histogram = provider
@@ -51,9 +62,40 @@ impl Otel {
             .with_boundaries(LATENCY_BUCKETS_MS.to_vec())
             .build();
         Otel {
+            reader,
             provider,
             histogram,
         }
+    }
+
+    /// Collects the current (cumulative) state through the `ManualReader`.
+    pub fn collect(&self) -> ResourceMetrics {
+        let mut rm = ResourceMetrics::default();
+        self.reader.collect(&mut rm).expect("collect");
+        rm
+    }
+
+    /// `(attributes, count)` of every data point of the latency histogram.
+    /// Panics if the configured bucket boundaries were not applied.
+    pub fn histogram_points(&self) -> Vec<(Vec<KeyValue>, u64)> {
+        let rm = self.collect();
+        let mut out = Vec::new();
+        for metric in rm.scope_metrics().flat_map(|s| s.metrics()) {
+            if metric.name() != METRIC_NAME {
+                continue;
+            }
+            let AggregatedMetrics::U64(MetricData::Histogram(h)) = metric.data() else {
+                panic!("unexpected aggregation for {METRIC_NAME}");
+            };
+            for dp in h.data_points() {
+                assert!(
+                    dp.bounds().eq(LATENCY_BUCKETS_MS.iter().copied()),
+                    "bucket boundaries not applied"
+                );
+                out.push((dp.attributes().cloned().collect(), dp.count()));
+            }
+        }
+        out
     }
 
     /// The provider.
@@ -73,6 +115,20 @@ impl Target for Otel {
     fn record_by_name(&self, service: &str, latency_ms: u64) {
         self.histogram
             .record(latency_ms, &[KeyValue::new(LABEL_KEY, service.to_owned())]);
+    }
+
+    fn recorded_count(&self, service: &str) -> Option<u64> {
+        let points = self.histogram_points();
+        let mut found = None;
+        for (attrs, count) in points {
+            if attrs
+                .iter()
+                .any(|kv| kv.key.as_str() == LABEL_KEY && kv.value.as_str() == service)
+            {
+                *found.get_or_insert(0) += count;
+            }
+        }
+        found
     }
 
     fn handles(&self, services: &[String]) -> Self::Handles {
@@ -103,5 +159,31 @@ impl HandleSet for OtelHandles {
     #[inline]
     fn record(&self, idx: usize, latency_ms: u64) {
         self.histogram.record(latency_ms, &self.attrs[idx]);
+    }
+}
+
+/// Lets [`Otel`] keep a handle on the `ManualReader` it gives the provider.
+#[derive(Debug)]
+struct SharedReader(Arc<ManualReader>);
+
+impl MetricReader for SharedReader {
+    fn register_pipeline(&self, pipeline: Weak<Pipeline>) {
+        self.0.register_pipeline(pipeline);
+    }
+
+    fn collect(&self, rm: &mut ResourceMetrics) -> OTelSdkResult {
+        self.0.collect(rm)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn temporality(&self, kind: InstrumentKind) -> Temporality {
+        self.0.temporality(kind)
     }
 }

@@ -50,6 +50,20 @@ impl Target for Prom {
             .observe(latency_ms as f64);
     }
 
+    fn recorded_count(&self, service: &str) -> Option<u64> {
+        self.registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == METRIC_NAME)
+            .flat_map(|f| f.get_metric())
+            .find(|m| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == LABEL_KEY && l.value() == service)
+            })
+            .map(|m| m.get_histogram().get_sample_count())
+    }
+
     fn handles(&self, services: &[String]) -> Self::Handles {
         PromHandles {
             handles: services

@@ -68,6 +68,12 @@ impl Target for PromClient {
             .observe(latency_ms as f64);
     }
 
+    fn recorded_count(&self, service: &str) -> Option<u64> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("encode");
+        super::metrics_rs::count_in_text_exposition(&text, service)
+    }
+
     fn handles(&self, services: &[String]) -> Self::Handles {
         PromClientHandles {
             handles: services
