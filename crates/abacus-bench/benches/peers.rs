@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use abacus_bench::peers::{Baseline, MetricsRs, Otel, Prom, PromClient};
+use abacus_bench::peers::{Abacus, Baseline, MetricsRs, Otel, Prom, PromClient};
 use abacus_bench::{Inputs, Target, Workload, run_by_name, run_cached};
 use criterion::measurement::WallTime;
 use criterion::{
@@ -63,7 +63,7 @@ fn peers(c: &mut Criterion) {
             bench_target(&mut group, &Prom::new(), &inputs, threads);
             bench_target(&mut group, &PromClient::new(), &inputs, threads);
             bench_target(&mut group, &Otel::new(), &inputs, threads);
-            // ABACUS: bench_target(&mut group, &Abacus::new(), &inputs, threads);
+            bench_target(&mut group, &Abacus::new(), &inputs, threads);
 
             group.finish();
         }

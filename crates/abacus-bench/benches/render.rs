@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use abacus_bench::peers::{MetricsRs, Prom, PromClient};
+use abacus_bench::peers::{Abacus, MetricsRs, Prom, PromClient};
 use abacus_bench::{Target, Workload};
 use std::hint::black_box;
 
@@ -71,13 +71,11 @@ fn render(c: &mut Criterion) {
         });
     });
 
-    // ======================================================================
-    // ABACUS: add abacus's renderer here, side by side, on identical data:
-    //
-    //     let a = Abacus::new();
-    //     fill(&a);
-    //     group.bench_function("abacus", |b| b.iter(|| black_box(a.render())));
-    // ======================================================================
+    // abacus: cumulative snapshot + Prometheus text, same classic buckets as the peers.
+    let a = Abacus::new();
+    fill(&a);
+    assert!(a.render().contains("latency_seconds_bucket{service=\"svc-09999\""));
+    group.bench_function("abacus", |b| b.iter(|| black_box(a.render())));
 
     group.finish();
 }

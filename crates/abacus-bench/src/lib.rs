@@ -415,6 +415,7 @@ mod tests {
 
     #[test]
     fn adapters_record_into_the_right_series() {
+        check_adapter(&peers::Abacus::new());
         check_adapter(&peers::Baseline::new());
         check_adapter(&peers::MetricsRs::new());
         check_adapter(&peers::Prom::new());

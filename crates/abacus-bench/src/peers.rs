@@ -11,12 +11,14 @@
 //! `Target`, re-export it below, and add one `bench_target(..)` line in
 //! `benches/peers.rs` (marked `ABACUS:`).
 
+mod abacus;
 mod baseline;
 mod metrics_rs;
 mod otel;
 mod prom;
 mod prom_client;
 
+pub use abacus::{Abacus, AbacusHandles};
 pub use baseline::{Baseline, BaselineHandles, Stats};
 pub use metrics_rs::{MetricsRs, MetricsRsHandles};
 pub use otel::{Otel, OtelHandles};

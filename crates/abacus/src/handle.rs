@@ -133,16 +133,24 @@ impl Gauge {
 #[must_use]
 pub struct Histogram {
     target: Option<HandleTarget>,
+    /// Copied from the series so the hot path does not load it through the series.
+    float: bool,
 }
 
 impl Histogram {
     pub(crate) fn new(target: Option<HandleTarget>) -> Histogram {
-        Histogram { target }
+        let float = target
+            .as_ref()
+            .is_some_and(|t| t.series.kind == crate::MetricKind::FloatHistogram);
+        Histogram { target, float }
     }
 
     /// A handle that records nothing.
     pub fn noop() -> Histogram {
-        Histogram { target: None }
+        Histogram {
+            target: None,
+            float: false,
+        }
     }
 
     /// Records one integer sample.
@@ -155,7 +163,7 @@ impl Histogram {
     #[inline]
     pub fn record_n(&self, v: u64, n: u64) {
         if let Some(t) = &self.target {
-            if t.series.kind == crate::MetricKind::FloatHistogram {
+            if self.float {
                 t.with_cell(|c, shared| {
                     if shared {
                         c.observe_f64::<true>(v as f64, n)

@@ -16,8 +16,11 @@ pub(crate) enum Domain {
     F64,
 }
 
-/// Chunks per first-level block. A chunk holds one octave (`2^scale` buckets).
-const BLOCK: usize = 16;
+/// Octaves per lazily allocated group of buckets: `4 * 2^scale` counters (512 bytes at the
+/// default scale). Latency distributions usually span a few consecutive octaves, so a
+/// handful of groups are touched; the pointer table stays small and the hot path does one
+/// lookup.
+const GROUP_OCTAVES: usize = 4;
 
 /// Octaves covered by the `F64` domain: exponents `-128..128`. Magnitudes at or below
 /// `2^-128` count as zero (the zero threshold); magnitudes of `2^128` and above land in
@@ -25,42 +28,46 @@ const BLOCK: usize = 16;
 const F64_MIN_OCTAVE: i32 = -128;
 const F64_OCTAVES: usize = 256;
 /// The `U64` domain: value 1 is in octave -1 (its bucket is `(2^-1/2^s, 1]`), `u64::MAX`
-/// rounds to `2^64`, the upper bound of octave 63.
+/// is in octave 63.
 const U64_MIN_OCTAVE: i32 = -1;
 const U64_OCTAVES: usize = 65;
 
-type Chunk = Box<[AtomicU64]>;
-type Block = Box<[OnceLock<Chunk>]>;
+type Group = Box<[AtomicU64]>;
 
-/// Lazily allocated, two-level bucket storage for one sign.
+/// Groups of the `U64` domain, stored inline in the histogram (one pointer less on the
+/// hot path).
+const U64_GROUPS: usize = U64_OCTAVES.div_ceil(GROUP_OCTAVES);
+
+/// Lazily allocated bucket storage for one sign: one `OnceLock` per group of octaves.
 ///
-/// Memory is only spent on the octaves that were recorded: a latency histogram whose
-/// values span 1 ms to 10 s touches 14 octaves.
-#[derive(Debug)]
-struct Buckets {
-    /// Invariant: `blocks[b]` once set is never replaced; each chunk inside likewise.
-    /// Initialisation goes through `OnceLock`, whose `get` is an Acquire load pairing
-    /// with the Release of the initialising store, so a reader that sees a chunk sees
-    /// it zeroed or later.
-    blocks: Box<[OnceLock<Block>]>,
+/// Invariant: a group once set is never replaced. `OnceLock::get` is an Acquire load that
+/// pairs with the Release of the initialising store, so a reader that sees a group sees it
+/// zeroed or later.
+#[inline]
+fn group_counter(groups: &[OnceLock<Group>], p: usize, group_shift: u32, group_len: usize) -> &AtomicU64 {
+    let last = groups.len() - 1;
+    let (g, off) = match p >> group_shift {
+        g if g <= last => (g, p & (group_len - 1)),
+        // Above the range (F64 magnitudes >= 2^128): the top bucket.
+        _ => (last, group_len - 1),
+    };
+    let group = groups[g].get_or_init(|| (0..group_len).map(|_| AtomicU64::new(0)).collect());
+    &group[off]
 }
 
-impl Buckets {
-    fn new(octaves: usize) -> Self {
-        let n = octaves.div_ceil(BLOCK);
-        Buckets {
-            blocks: (0..n).map(|_| OnceLock::new()).collect(),
-        }
-    }
+fn new_groups(octaves: usize) -> Box<[OnceLock<Group>]> {
+    (0..octaves.div_ceil(GROUP_OCTAVES)).map(|_| OnceLock::new()).collect()
+}
 
-    #[inline]
-    fn counter(&self, octave: usize, slot: usize, per_octave: usize) -> &AtomicU64 {
-        let block = self.blocks[octave / BLOCK]
-            .get_or_init(|| (0..BLOCK).map(|_| OnceLock::new()).collect());
-        let chunk = block[octave % BLOCK]
-            .get_or_init(|| (0..per_octave).map(|_| AtomicU64::new(0)).collect());
-        &chunk[slot]
-    }
+/// `(base index, group length, groups per sign)` of the bucket layout of `domain` at
+/// `scale`; the read side mirrors it in dense arrays.
+pub(crate) fn layout(domain: Domain, scale: u8) -> (i32, usize, usize) {
+    let scale = u32::from(scale.min(super::index::MAX_SCALE as u8));
+    let (min_octave, octaves) = match domain {
+        Domain::U64 => (U64_MIN_OCTAVE, U64_OCTAVES),
+        Domain::F64 => (F64_MIN_OCTAVE, F64_OCTAVES),
+    };
+    (min_octave << scale, GROUP_OCTAVES << scale, octaves.div_ceil(GROUP_OCTAVES))
 }
 
 /// Adds `n` to `counter`.
@@ -109,6 +116,11 @@ pub(crate) fn key_f64(key: u64) -> f64 {
 pub(crate) struct AtomicHistogram {
     table: &'static IndexTable,
     domain: Domain,
+    /// Index of the domain's lowest bucket: positions are `index - base`.
+    base: i32,
+    /// `scale + log2(GROUP_OCTAVES)` and `GROUP_OCTAVES << scale`.
+    group_shift: u32,
+    group_len: usize,
     /// Samples equal to zero (or below the zero threshold in the `F64` domain).
     zero: AtomicU64,
     /// `U64`: wrapping sum of values. `F64`: `f64` bits of the sum.
@@ -117,66 +129,55 @@ pub(crate) struct AtomicHistogram {
     min: AtomicU64,
     /// Window maximum as an order key (`0` when empty); reset by the collector with `swap`.
     max: AtomicU64,
-    positive: Buckets,
-    negative: Option<Buckets>,
+    /// Positive buckets of the `U64` domain.
+    narrow: [OnceLock<Group>; U64_GROUPS],
+    /// `[positive, negative]` buckets of the `F64` domain.
+    wide: Option<Box<[Box<[OnceLock<Group>]>; 2]>>,
 }
 
 impl AtomicHistogram {
     pub(crate) fn new(domain: Domain, scale: u8) -> Self {
-        let (positive, negative) = match domain {
-            Domain::U64 => (Buckets::new(U64_OCTAVES), None),
-            Domain::F64 => (Buckets::new(F64_OCTAVES), Some(Buckets::new(F64_OCTAVES))),
+        let table = IndexTable::get(scale);
+        let scale = table.scale();
+        let (wide, min_octave) = match domain {
+            Domain::U64 => (None, U64_MIN_OCTAVE),
+            Domain::F64 => (
+                Some(Box::new([new_groups(F64_OCTAVES), new_groups(F64_OCTAVES)])),
+                F64_MIN_OCTAVE,
+            ),
         };
         AtomicHistogram {
-            table: IndexTable::get(scale),
+            table,
             domain,
+            base: min_octave << scale,
+            group_shift: scale + GROUP_OCTAVES.trailing_zeros(),
+            group_len: GROUP_OCTAVES << scale,
             zero: AtomicU64::new(0),
             sum: AtomicU64::new(0),
             min: AtomicU64::new(u64::MAX),
             max: AtomicU64::new(0),
-            positive,
-            negative,
+            narrow: [const { OnceLock::new() }; U64_GROUPS],
+            wide,
         }
-    }
-
-    #[inline]
-    fn min_octave(&self) -> i32 {
-        match self.domain {
-            Domain::U64 => U64_MIN_OCTAVE,
-            Domain::F64 => F64_MIN_OCTAVE,
-        }
-    }
-
-    #[inline]
-    fn octaves(&self) -> usize {
-        match self.domain {
-            Domain::U64 => U64_OCTAVES,
-            Domain::F64 => F64_OCTAVES,
-        }
-    }
-
-    /// Counter of the bucket of magnitude `m > 0`, or `None` if `m` is below the zero threshold.
-    #[inline]
-    fn bucket_for<'a>(&self, buckets: &'a Buckets, m: f64) -> Option<&'a AtomicU64> {
-        self.counter_at(buckets, self.table.index(m))
     }
 
     /// Counter of bucket `index` (at this histogram's scale); indexes above the range land
     /// in the top bucket, below it `None` (zero).
     #[inline]
-    fn counter_at<'a>(&self, buckets: &'a Buckets, index: i32) -> Option<&'a AtomicU64> {
-        let scale = self.table.scale();
-        let octave = (index >> scale) - self.min_octave();
-        if octave < 0 {
+    fn counter_at<'a>(&self, groups: &'a [OnceLock<Group>], index: i32) -> Option<&'a AtomicU64> {
+        let p = index.checked_sub(self.base)?;
+        if p < 0 || groups.is_empty() {
             return None;
         }
-        let per_octave = 1usize << scale;
-        let (octave, slot) = if octave as usize >= self.octaves() {
-            (self.octaves() - 1, per_octave - 1)
-        } else {
-            (octave as usize, (index as usize) & (per_octave - 1))
-        };
-        Some(buckets.counter(octave, slot, per_octave))
+        Some(group_counter(groups, p as usize, self.group_shift, self.group_len))
+    }
+
+    /// Positive and negative bucket groups of either domain.
+    fn signs(&self) -> (&[OnceLock<Group>], &[OnceLock<Group>]) {
+        match &self.wide {
+            Some(w) => (&w[0], &w[1]),
+            None => (&self.narrow, &[]),
+        }
     }
 
     /// Adds a whole histogram: bucket counts (re-indexed to this scale), sum and extremes.
@@ -194,17 +195,15 @@ impl AtomicHistogram {
             }
         };
         bump::<SHARED>(&self.zero, h.zero_count);
+        let (positive, negative) = self.signs();
         for &(i, n) in &h.positive {
-            match self.counter_at(&self.positive, map(i)) {
+            match self.counter_at(positive, map(i)) {
                 Some(c) => bump::<SHARED>(c, n),
                 None => bump::<SHARED>(&self.zero, n),
             }
         }
         for &(i, n) in &h.negative {
-            let c = self
-                .negative
-                .as_ref()
-                .and_then(|neg| self.counter_at(neg, map(i)));
+            let c = self.counter_at(negative, map(i));
             bump::<SHARED>(c.unwrap_or(&self.zero), n);
         }
         match self.domain {
@@ -249,13 +248,19 @@ impl AtomicHistogram {
     }
 
     /// Records `n` samples of the integer `v` (domain `U64`).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn record_u64<const SHARED: bool>(&self, v: u64, n: u64) {
         debug_assert_eq!(self.domain, Domain::U64);
         if v == 0 {
             bump::<SHARED>(&self.zero, n);
-        } else if let Some(c) = self.bucket_for(&self.positive, v as f64) {
-            bump::<SHARED>(c, n);
+        } else {
+            // Integers >= 1 are always in range: position = index + 2^scale >= 0.
+            let p = (self.table.index_u64(v) - self.base) as usize;
+            // Always in range for integers: no clamp needed (the bounds check stays, it is
+            // one well-predicted branch).
+            let group = self.narrow[p >> self.group_shift]
+                .get_or_init(|| (0..self.group_len).map(|_| AtomicU64::new(0)).collect());
+            bump::<SHARED>(&group[p & (self.group_len - 1)], n);
         }
         bump::<SHARED>(&self.sum, v.wrapping_mul(n));
         self.update_extremes(v);
@@ -273,12 +278,11 @@ impl AtomicHistogram {
             self.record_u64::<SHARED>(v.max(0.0).round() as u64, n);
             return;
         }
+        let (positive, negative) = self.signs();
         let counter = if v > 0.0 {
-            self.bucket_for(&self.positive, v)
+            self.counter_at(positive, self.table.index(v))
         } else if v < 0.0 {
-            self.negative
-                .as_ref()
-                .and_then(|neg| self.bucket_for(neg, -v))
+            self.counter_at(negative, self.table.index(-v))
         } else {
             None
         };
@@ -332,37 +336,15 @@ impl AtomicHistogram {
         };
         acc.min_key = acc.min_key.min(min);
         acc.max_key = acc.max_key.max(max);
-        let per_octave = 1usize << self.table.scale();
-        read_buckets(
-            &self.positive,
-            self.min_octave(),
-            per_octave,
-            &mut acc.positive_scratch,
-        );
-        if let Some(neg) = &self.negative {
-            read_buckets(
-                neg,
-                self.min_octave(),
-                per_octave,
-                &mut acc.negative_scratch,
-            );
-        }
-    }
-}
-
-/// Appends `(index, count)` of every allocated, non-zero bucket, ordered by index.
-fn read_buckets(buckets: &Buckets, min_octave: i32, per_octave: usize, out: &mut Vec<(i32, u64)>) {
-    for (b, block) in buckets.blocks.iter().enumerate() {
-        let Some(block) = block.get() else { continue };
-        for (c, chunk) in block.iter().enumerate() {
-            let Some(chunk) = chunk.get() else { continue };
-            let octave = (b * BLOCK + c) as i32 + min_octave;
-            let base = octave * per_octave as i32;
-            for (slot, counter) in chunk.iter().enumerate() {
-                // Relaxed: monotone counter, value only.
-                let n = counter.load(Ordering::Relaxed);
-                if n != 0 {
-                    out.push((base + slot as i32, n));
+        let (positive, negative) = self.signs();
+        for (sign, groups) in [positive, negative].into_iter().enumerate() {
+            for (g, group) in groups.iter().enumerate() {
+                let Some(group) = group.get() else { continue };
+                acc.touched[sign] |= 1 << g;
+                let start = g * group.len();
+                for (slot, counter) in acc.dense[sign][start..start + group.len()].iter_mut().zip(group.iter()) {
+                    // Relaxed: monotone counter, read for its value only.
+                    *slot += counter.load(Ordering::Relaxed);
                 }
             }
         }

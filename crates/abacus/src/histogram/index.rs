@@ -25,23 +25,33 @@ const MANTISSA_BITS: u32 = 52;
 const MANTISSA_MASK: u64 = (1 << MANTISSA_BITS) - 1;
 
 /// Per-scale lookup tables, built once on first use.
+///
+/// A value is `2^e * (1 + f)` with the fraction `f` in `[0, 1)` held as a 64-bit fixed-point
+/// number (`frac = f * 2^64`). Integers get `e` and `frac` from a leading-zero count and a
+/// shift, floats from their exponent and mantissa bits: no floating-point math on the hot
+/// path.
 #[derive(Debug)]
 pub(crate) struct IndexTable {
     scale: u32,
-    /// `lookup_bits = scale + 2`: width of the first-guess table index.
-    lookup_bits: u32,
+    /// `64 - lookup_bits`, with `lookup_bits = scale + 2`: shift that extracts the table cell.
+    cell_shift: u32,
     /// For each table cell, the number of sub-bucket boundaries strictly below the cell start.
-    guess: Box<[u16]>,
-    /// `boundary[k]` = mantissa bits of `2^(k / 2^scale)` for `k` in `0..2^scale`, plus a
-    /// sentinel `u64::MAX` so `boundary[j + 1]` is always valid.
-    boundary: Box<[u64]>,
+    /// Fixed size (the largest scale's `2^(8+2)` cells) so that indexing with a mask needs no
+    /// bounds check on the hot path.
+    guess: Box<[u16; GUESS_LEN]>,
+    /// `boundary[k]` = fraction of `2^(k / 2^scale)` for `k` in `0..2^scale`, then `u64::MAX`
+    /// sentinels, so `boundary[j + 1]` is always valid. Fixed size, as `guess`.
+    boundary: Box<[u64; BOUNDARY_LEN]>,
 }
+
+const GUESS_LEN: usize = 1 << (MAX_SCALE as usize + 2);
+const BOUNDARY_LEN: usize = 2 << MAX_SCALE as usize;
 
 static TABLES: [OnceLock<IndexTable>; (MAX_SCALE as usize) + 1] =
     [const { OnceLock::new() }; (MAX_SCALE as usize) + 1];
 
 impl IndexTable {
-    /// The shared table for `scale`, which must be within `MIN_SCALE..=MAX_SCALE`.
+    /// The shared table for `scale` (clamped to `MAX_SCALE`).
     pub(crate) fn get(scale: u8) -> &'static IndexTable {
         let scale = scale.min(MAX_SCALE as u8);
         TABLES[scale as usize].get_or_init(|| IndexTable::build(u32::from(scale)))
@@ -49,30 +59,25 @@ impl IndexTable {
 
     fn build(scale: u32) -> IndexTable {
         let per_octave = 1usize << scale;
-        let mut boundary = Vec::with_capacity(per_octave + 1);
-        for k in 0..per_octave {
+        let mut boundary = Box::new([u64::MAX; BOUNDARY_LEN]);
+        for (k, slot) in boundary.iter_mut().enumerate().take(per_octave) {
             let b = (k as f64 / per_octave as f64).exp2();
-            boundary.push(b.to_bits() & MANTISSA_MASK);
+            // The 52 mantissa bits, as the top of a 64-bit fraction.
+            *slot = (b.to_bits() & MANTISSA_MASK) << (64 - MANTISSA_BITS);
         }
-        boundary.push(u64::MAX);
         let lookup_bits = scale + 2;
         let cells = 1usize << lookup_bits;
-        let shift = MANTISSA_BITS - lookup_bits;
-        let guess = (0..cells)
-            .map(|cell| {
-                let start = (cell as u64) << shift;
-                // Boundaries 1..per_octave strictly below the first mantissa of the cell.
-                boundary[1..per_octave]
-                    .iter()
-                    .filter(|&&b| b < start)
-                    .count() as u16
-            })
-            .collect();
+        let cell_shift = 64 - lookup_bits;
+        let mut guess = Box::new([0u16; GUESS_LEN]);
+        for (cell, g) in guess.iter_mut().enumerate().take(cells) {
+            let start = (cell as u64) << cell_shift;
+            *g = boundary[1..per_octave].iter().filter(|&&b| b < start).count() as u16;
+        }
         IndexTable {
             scale,
-            lookup_bits,
+            cell_shift,
             guess,
-            boundary: boundary.into_boxed_slice(),
+            boundary,
         }
     }
 
@@ -81,22 +86,38 @@ impl IndexTable {
         self.scale
     }
 
+    /// Bucket index of `2^exp * (1 + frac / 2^64)`.
+    #[inline]
+    fn index_parts(&self, exp: i32, frac: u64) -> i32 {
+        if frac == 0 {
+            // Exact power of two: it is the inclusive upper bound of the previous bucket.
+            return (exp << self.scale) - 1;
+        }
+        // The masks never change the value (cell < 2^(scale+2), j < 2^scale); they let the
+        // compiler drop the bounds checks.
+        let cell = (frac >> self.cell_shift) as usize & (GUESS_LEN - 1);
+        let mut j = self.guess[cell] as usize;
+        if frac > self.boundary[(j + 1) & (BOUNDARY_LEN - 1)] {
+            j += 1;
+        }
+        (exp << self.scale) + j as i32
+    }
+
+    /// Bucket index of an integer `v >= 1`.
+    #[inline]
+    pub(crate) fn index_u64(&self, v: u64) -> i32 {
+        let lz = v.leading_zeros();
+        // `v << lz` has its top bit set; one more shift drops it, leaving the fraction.
+        let frac = (v << lz) << 1;
+        self.index_parts(63 - lz as i32, frac)
+    }
+
     /// Bucket index of a finite, strictly positive, normal `v`.
     #[inline]
     pub(crate) fn index(&self, v: f64) -> i32 {
         let bits = v.to_bits();
         let exp = ((bits >> MANTISSA_BITS) & 0x7ff) as i32 - 1023;
-        let mant = bits & MANTISSA_MASK;
-        if mant == 0 {
-            // Exact power of two: it is the inclusive upper bound of the previous bucket.
-            return (exp << self.scale) - 1;
-        }
-        let cell = (mant >> (MANTISSA_BITS - self.lookup_bits)) as usize;
-        let mut j = self.guess[cell] as usize;
-        if mant > self.boundary[j + 1] {
-            j += 1;
-        }
-        (exp << self.scale) + j as i32
+        self.index_parts(exp, (bits & MANTISSA_MASK) << (64 - MANTISSA_BITS))
     }
 }
 
@@ -155,6 +176,12 @@ mod tests {
             for i in 1..5000u64 {
                 let v = i as f64;
                 assert_eq!(table.index(v), reference_index(u32::from(scale), v));
+                assert_eq!(table.index_u64(i), reference_index(u32::from(scale), v));
+            }
+            let mut v = 1u64;
+            while v < (1u64 << 53) {
+                assert_eq!(table.index_u64(v), table.index(v as f64), "scale {scale} value {v}");
+                v = v * 3 + 1;
             }
         }
     }

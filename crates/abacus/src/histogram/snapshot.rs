@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::atomic::{Domain, key_f64};
-use super::index::{bucket_lower, bucket_representative, bucket_upper, relative_error};
+use super::index::{IndexTable, bucket_lower, bucket_representative, bucket_upper, relative_error};
 
 /// A point-in-time histogram: base-2 exponential buckets (OpenTelemetry
 /// `ExponentialHistogram` / Prometheus native histogram layout) plus exact
@@ -50,7 +50,9 @@ pub struct HistogramSnapshot {
 }
 
 /// Accumulator of raw cumulative reads (possibly over several shards), before it is
-/// turned into a [`HistogramSnapshot`].
+/// turned into a [`HistogramSnapshot`]. Bucket counts are summed into dense arrays laid out
+/// like the atomic groups, so merging shards needs no sorting; one accumulator is reused
+/// for every series of a collection.
 #[derive(Debug, Clone)]
 pub(crate) struct RawHistogram {
     pub(crate) domain: Domain,
@@ -60,9 +62,13 @@ pub(crate) struct RawHistogram {
     pub(crate) sum_f64: f64,
     pub(crate) min_key: u64,
     pub(crate) max_key: u64,
-    /// Unsorted, possibly repeated indexes appended by each shard's read.
-    pub(crate) positive_scratch: Vec<(i32, u64)>,
-    pub(crate) negative_scratch: Vec<(i32, u64)>,
+    /// Bucket index of dense slot 0.
+    pub(crate) base: i32,
+    pub(crate) group_len: usize,
+    /// Dense counts by position, `[positive, negative]`.
+    pub(crate) dense: [Vec<u64>; 2],
+    /// Bit `g` set when group `g` of that sign holds counts.
+    pub(crate) touched: [u64; 2],
 }
 
 /// Cumulative totals kept by the collector to compute the next delta.
@@ -76,7 +82,10 @@ pub(crate) struct HistogramTotals {
 }
 
 impl RawHistogram {
+    /// An empty accumulator shaped like an atomic histogram of `domain` at `scale`.
     pub(crate) fn new(domain: Domain, scale: u8) -> Self {
+        let (base, group_len, groups) = super::atomic::layout(domain, scale);
+        let neg = if domain == Domain::F64 { groups * group_len } else { 0 };
         RawHistogram {
             domain,
             scale,
@@ -85,33 +94,55 @@ impl RawHistogram {
             sum_f64: 0.0,
             min_key: u64::MAX,
             max_key: 0,
-            positive_scratch: Vec::new(),
-            negative_scratch: Vec::new(),
+            base,
+            group_len,
+            dense: [vec![0; groups * group_len], vec![0; neg]],
+            touched: [0, 0],
         }
     }
 
-    /// Sorts and merges the scratch lists into cumulative totals.
+    /// Clears the scalars for the next series (`totals` already cleared the buckets).
+    pub(crate) fn reset(&mut self) {
+        self.zero = 0;
+        self.sum_u64 = 0;
+        self.sum_f64 = 0.0;
+        self.min_key = u64::MAX;
+        self.max_key = 0;
+    }
+
+    /// Takes the accumulated buckets as sorted sparse lists (clearing them) together with
+    /// the scalar totals.
     pub(crate) fn totals(&mut self) -> HistogramTotals {
+        let mut lists = [Vec::new(), Vec::new()];
+        for (sign, list) in lists.iter_mut().enumerate() {
+            let mut touched = std::mem::take(&mut self.touched[sign]);
+            while touched != 0 {
+                let g = touched.trailing_zeros() as usize;
+                touched &= touched - 1;
+                let start = g * self.group_len;
+                for (off, slot) in self.dense[sign][start..start + self.group_len].iter_mut().enumerate() {
+                    if *slot != 0 {
+                        list.push((self.base + (start + off) as i32, *slot));
+                        *slot = 0;
+                    }
+                }
+            }
+        }
+        let [positive, negative] = lists;
         HistogramTotals {
             zero: self.zero,
             sum_u64: self.sum_u64,
             sum_f64: self.sum_f64,
-            positive: normalize(std::mem::take(&mut self.positive_scratch)),
-            negative: normalize(std::mem::take(&mut self.negative_scratch)),
+            positive,
+            negative,
         }
     }
 
     /// Builds a snapshot of `totals` (cumulative or delta) with the extremes read into `self`.
-    pub(crate) fn snapshot(&self, totals: &HistogramTotals) -> HistogramSnapshot {
-        let count = totals.zero
-            + totals.positive.iter().map(|b| b.1).sum::<u64>()
-            + totals.negative.iter().map(|b| b.1).sum::<u64>();
+    pub(crate) fn snapshot(&self, totals: HistogramTotals) -> HistogramSnapshot {
+        let count = totals.count();
         let (min, max, sum) = match self.domain {
-            Domain::U64 => (
-                self.min_key as f64,
-                self.max_key as f64,
-                totals.sum_u64 as f64,
-            ),
+            Domain::U64 => (self.min_key as f64, self.max_key as f64, totals.sum_u64 as f64),
             Domain::F64 => (key_f64(self.min_key), key_f64(self.max_key), totals.sum_f64),
         };
         let mut snap = HistogramSnapshot {
@@ -121,8 +152,8 @@ impl RawHistogram {
             min,
             max,
             zero_count: totals.zero,
-            positive: totals.positive.clone(),
-            negative: totals.negative.clone(),
+            positive: totals.positive,
+            negative: totals.negative,
             integers: self.domain == Domain::U64,
         };
         snap.clamp_extremes();
@@ -148,18 +179,6 @@ impl HistogramTotals {
             + self.positive.iter().map(|b| b.1).sum::<u64>()
             + self.negative.iter().map(|b| b.1).sum::<u64>()
     }
-}
-
-fn normalize(mut v: Vec<(i32, u64)>) -> Vec<(i32, u64)> {
-    v.sort_unstable_by_key(|b| b.0);
-    let mut out: Vec<(i32, u64)> = Vec::with_capacity(v.len());
-    for (i, n) in v {
-        match out.last_mut() {
-            Some(last) if last.0 == i => last.1 += n,
-            _ => out.push((i, n)),
-        }
-    }
-    out
 }
 
 fn subtract(now: &[(i32, u64)], before: &[(i32, u64)]) -> Vec<(i32, u64)> {
@@ -275,14 +294,17 @@ impl HistogramSnapshot {
         if self.count == 0 {
             return out;
         }
-        let mut order: Vec<usize> = (0..qs.len())
-            .filter(|&i| (0.0..=1.0).contains(&qs[i]))
-            .collect();
+        let mut order: Vec<usize> = (0..qs.len()).filter(|&i| (0.0..=1.0).contains(&qs[i])).collect();
         order.sort_by(|&a, &b| qs[a].total_cmp(&qs[b]));
         let rank = |q: f64| ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
+        // Buckets in ascending value order as (sign, index, count); the representative value
+        // (two exponentials) is only computed for the buckets a quantile lands in.
+        let neg = self.negative.iter().rev().map(|&(i, n)| (-1i8, i, n));
+        let zero = (self.zero_count > 0).then_some((0i8, 0, self.zero_count));
+        let pos = self.positive.iter().map(|&(i, n)| (1i8, i, n));
         let mut next = 0;
         let mut seen = 0u64;
-        for (_, _, rep, n) in self.ordered() {
+        for (sign, index, n) in neg.chain(zero).chain(pos) {
             seen += n;
             while next < order.len() && rank(qs[order[next]]) <= seen {
                 let r = rank(qs[order[next]]);
@@ -291,7 +313,7 @@ impl HistogramSnapshot {
                 } else if r == self.count {
                     self.max
                 } else {
-                    rep.clamp(self.min, self.max)
+                    self.representative(sign, index).clamp(self.min, self.max)
                 };
                 out[order[next]] = Some(v);
                 next += 1;
@@ -301,6 +323,23 @@ impl HistogramSnapshot {
             }
         }
         out
+    }
+
+    /// The value reported for a sample in bucket `index` of `sign` (see `ordered`).
+    fn representative(&self, sign: i8, index: i32) -> f64 {
+        match sign {
+            0 => 0.0,
+            s if s < 0 => -bucket_representative(self.scale, index),
+            _ => {
+                let (lo, hi) = range(self.scale, index);
+                // An integer bucket holding a single integer reports it exactly.
+                if self.integers && lo.floor() + 1.0 == hi.floor() {
+                    hi.floor()
+                } else {
+                    bucket_representative(self.scale, index)
+                }
+            }
+        }
     }
 
     /// Number of samples `<= le`, as used for classic (cumulative `le`) buckets.
@@ -314,47 +353,73 @@ impl HistogramSnapshot {
     }
 
     /// [`count_le`](Self::count_le) for several ascending boundaries in one pass (the
-    /// result is cumulative, as classic `le` buckets are).
+    /// result is cumulative, as classic `le` buckets are). Positive buckets are compared by
+    /// index (one table lookup per boundary), so the cost is linear in buckets + boundaries.
     pub fn count_le_many(&self, bounds: &[f64]) -> Vec<u64> {
-        let integers = self.integers;
-        let includes = |(lo, hi, rep, _): (f64, f64, f64, u64), le: f64| -> bool {
-            if hi <= le {
-                true
-            } else if lo > le {
-                false
-            } else if integers && lo >= 0.0 {
-                // Integers in (lo, hi]: all <= le iff floor(hi) <= le; none iff the first
-                // integer above lo exceeds le.
-                if hi.floor() <= le {
-                    true
-                } else if lo.floor() + 1.0 > le {
-                    false
-                } else {
-                    rep <= le
-                }
-            } else {
-                rep <= le
-            }
-        };
-        let buckets: Vec<(f64, f64, f64, u64)> = self.ordered().collect();
+        let below_zero: u64 = self.negative.iter().map(|b| b.1).sum();
+        let table = IndexTable::get(self.scale.max(0) as u8);
         let mut out = Vec::with_capacity(bounds.len());
-        let (mut i, mut total) = (0, 0);
+        let (mut i, mut prefix) = (0, 0u64);
         for &le in bounds {
-            if le.is_nan() {
-                out.push(total);
-                continue;
-            }
-            if self.count > 0 && le >= self.max {
-                out.push(self.count);
-                continue;
-            }
-            while i < buckets.len() && includes(buckets[i], le) {
-                total += buckets[i].3;
-                i += 1;
-            }
+            let total = if self.count == 0 || le.is_nan() {
+                0
+            } else if le >= self.max {
+                self.count
+            } else if le < 0.0 {
+                self.count_le_negative(le)
+            } else {
+                let idx = if le.is_normal() { table.index(le) } else { i32::MIN };
+                while i < self.positive.len() && self.positive[i].0 < idx {
+                    prefix += self.positive[i].1;
+                    i += 1;
+                }
+                let straddle = match self.positive.get(i) {
+                    Some(&(j, n)) if j == idx && self.straddle_included(j, le) => n,
+                    _ => 0,
+                };
+                below_zero + self.zero_count + prefix + straddle
+            };
             out.push(total);
         }
         out
+    }
+
+    /// Whether positive bucket `index`, which contains `le`, counts as `<= le`.
+    fn straddle_included(&self, index: i32, le: f64) -> bool {
+        let (lo, hi) = range(self.scale, index);
+        if hi <= le {
+            true
+        } else if self.integers {
+            // Integers in (lo, hi]: all <= le iff floor(hi) <= le; none iff the first
+            // integer above lo exceeds le.
+            if hi.floor() <= le {
+                true
+            } else if lo.floor() + 1.0 > le {
+                false
+            } else {
+                bucket_representative(self.scale, index) <= le
+            }
+        } else {
+            bucket_representative(self.scale, index) <= le
+        }
+    }
+
+    /// Samples `<= le` for a negative `le`: only negative buckets can qualify.
+    fn count_le_negative(&self, le: f64) -> u64 {
+        let mut total = 0;
+        // Most negative first: descending magnitude.
+        for &(i, n) in self.negative.iter().rev() {
+            let (lo, hi) = range(self.scale, i);
+            // Values in [-hi, -lo).
+            if -lo <= le {
+                total += n;
+            } else if -hi > le {
+                break;
+            } else if -bucket_representative(self.scale, i) <= le {
+                total += n;
+            }
+        }
+        total
     }
 
     /// Merges `other` into `self`. Histograms of different scales are merged at the

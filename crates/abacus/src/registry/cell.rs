@@ -40,7 +40,7 @@ impl MetricKind {
 pub(crate) enum CellData {
     /// Counter value (`u64`) or float counter (`f64` bits).
     Scalar(AtomicU64),
-    Histogram(Box<AtomicHistogram>),
+    Histogram(AtomicHistogram),
     /// Gauges live on the series itself: a `set` from any thread must replace the value.
     None,
 }
@@ -68,10 +68,10 @@ impl Cell {
         let data = match kind {
             MetricKind::Counter | MetricKind::FloatCounter => CellData::Scalar(AtomicU64::new(0)),
             MetricKind::Histogram => {
-                CellData::Histogram(Box::new(AtomicHistogram::new(Domain::U64, scale)))
+                CellData::Histogram(AtomicHistogram::new(Domain::U64, scale))
             }
             MetricKind::FloatHistogram => {
-                CellData::Histogram(Box::new(AtomicHistogram::new(Domain::F64, scale)))
+                CellData::Histogram(AtomicHistogram::new(Domain::F64, scale))
             }
             MetricKind::Gauge => CellData::None,
         };

@@ -45,59 +45,75 @@ fn domain(kind: MetricKind) -> Domain {
     }
 }
 
-/// Cumulative totals of `cells` plus the shared cell, and the raw accumulator (extremes).
-fn read_totals(
-    series: &Series,
-    cells: &[CellRef],
+/// Accumulators reused for every series of one collection (one per histogram domain).
+#[derive(Debug)]
+pub(crate) struct Scratch {
     scale: u8,
-    reset_extremes: bool,
-) -> (Totals, Option<RawHistogram>) {
+    integer: Option<RawHistogram>,
+    float: Option<RawHistogram>,
+}
+
+impl Scratch {
+    pub(crate) fn new(scale: u8) -> Self {
+        Scratch {
+            scale,
+            integer: None,
+            float: None,
+        }
+    }
+
+    fn raw(&mut self, kind: MetricKind) -> &mut RawHistogram {
+        let d = domain(kind);
+        let scale = self.scale;
+        let slot = if d == Domain::F64 { &mut self.float } else { &mut self.integer };
+        slot.get_or_insert_with(|| RawHistogram::new(d, scale))
+    }
+}
+
+/// Cumulative totals of `cells` plus the shared cell. For histograms, the window extremes
+/// are left in `scratch` for [`to_value`].
+fn read_totals(series: &Series, cells: &[CellRef], scratch: &mut Scratch, reset_extremes: bool) -> Totals {
     match series.kind {
         MetricKind::Counter => {
             let mut n = series.shared.scalar();
             for c in cells {
                 n = n.wrapping_add(c.scalar());
             }
-            (Totals::Scalar(n), None)
+            Totals::Scalar(n)
         }
         MetricKind::FloatCounter => {
             let mut x = f64::from_bits(series.shared.scalar());
             for c in cells {
                 x += f64::from_bits(c.scalar());
             }
-            (Totals::Scalar(x.to_bits()), None)
+            Totals::Scalar(x.to_bits())
         }
-        MetricKind::Gauge => (Totals::Scalar(series.gauge.load(Ordering::Relaxed)), None),
+        // Relaxed: value read only.
+        MetricKind::Gauge => Totals::Scalar(series.gauge.load(Ordering::Relaxed)),
         MetricKind::Histogram | MetricKind::FloatHistogram => {
-            let mut raw = RawHistogram::new(domain(series.kind), scale);
-            series.shared.read_histogram(&mut raw, reset_extremes);
+            let raw = scratch.raw(series.kind);
+            raw.reset();
+            series.shared.read_histogram(raw, reset_extremes);
             for c in cells {
-                c.read_histogram(&mut raw, reset_extremes);
+                c.read_histogram(raw, reset_extremes);
             }
-            (Totals::Histogram(raw.totals()), Some(raw))
+            Totals::Histogram(raw.totals())
         }
     }
 }
 
 fn live_cells(series: &Series) -> Vec<CellRef> {
-    sync::read(&series.cells)
-        .by_shard
-        .iter()
-        .flatten()
-        .cloned()
-        .collect()
+    sync::read(&series.cells).by_shard.iter().flatten().cloned().collect()
 }
 
-/// Turns totals (cumulative or delta) into a public value.
-fn to_value(series: &Series, totals: &Totals, raw: Option<&RawHistogram>) -> Value {
+/// Turns totals (cumulative or delta) into a public value; histogram extremes come from
+/// `scratch` (the last [`read_totals`] of this kind).
+fn to_value(series: &Series, totals: Totals, scratch: &mut Scratch) -> Value {
     match (series.kind, totals) {
-        (MetricKind::Counter, Totals::Scalar(n)) => Value::Counter(*n),
-        (MetricKind::FloatCounter, Totals::Scalar(b)) => Value::FloatCounter(f64::from_bits(*b)),
-        (MetricKind::Gauge, Totals::Scalar(b)) => Value::Gauge(f64::from_bits(*b)),
-        (_, Totals::Histogram(t)) => match raw {
-            Some(raw) => Value::Histogram(raw.snapshot(t)),
-            None => Value::Counter(0),
-        },
+        (MetricKind::Counter, Totals::Scalar(n)) => Value::Counter(n),
+        (MetricKind::FloatCounter, Totals::Scalar(b)) => Value::FloatCounter(f64::from_bits(b)),
+        (MetricKind::Gauge, Totals::Scalar(b)) => Value::Gauge(f64::from_bits(b)),
+        (kind, Totals::Histogram(t)) => Value::Histogram(scratch.raw(kind).snapshot(t)),
         _ => Value::Counter(0),
     }
 }
@@ -127,22 +143,23 @@ fn snapshot_of(series: &Series, value: Value) -> SeriesSnapshot {
 
 pub(crate) fn cumulative(registry: &Registry) -> Snapshot {
     let inner = &*registry.inner;
-    let scale = inner.config.scale;
+    let mut scratch = Scratch::new(inner.config.scale);
     let mut out: Vec<SeriesSnapshot> = inner
         .all_series()
         .iter()
         .map(|series| {
             let cells = live_cells(series);
-            let (totals, mut raw) = read_totals(series, &cells, scale, false);
-            if let Some(raw) = raw.as_mut() {
+            let totals = read_totals(series, &cells, &mut scratch, false);
+            if matches!(totals, Totals::Histogram(_)) {
                 let st = sync::lock(&series.state);
+                let raw = scratch.raw(series.kind);
                 raw.min_key = raw.min_key.min(st.min_key);
                 raw.max_key = raw.max_key.max(st.max_key);
             }
-            snapshot_of(series, to_value(series, &totals, raw.as_ref()))
+            snapshot_of(series, to_value(series, totals, &mut scratch))
         })
         .collect();
-    out.sort_by(|a, b| a.key.cmp(&b.key));
+    out.sort_unstable_by(|a, b| a.key.cmp(&b.key));
     Snapshot {
         start: inner.created,
         end: SystemTime::now(),
@@ -152,9 +169,9 @@ pub(crate) fn cumulative(registry: &Registry) -> Snapshot {
 
 /// Delta of one series since the collector's previous read; updates the collector state.
 /// Returns the value and whether anything happened in the window.
-fn series_delta(series: &Series, cells: &[CellRef], scale: u8) -> (Value, bool) {
+fn series_delta(series: &Series, cells: &[CellRef], scratch: &mut Scratch) -> (Value, bool) {
     let mut st = sync::lock(&series.state);
-    let (totals, mut raw) = read_totals(series, cells, scale, true);
+    let totals = read_totals(series, cells, scratch, true);
     let delta = minus(series.kind, &totals, &st.prev);
     st.prev = totals;
     let active = match (&delta, series.kind) {
@@ -167,16 +184,17 @@ fn series_delta(series: &Series, cells: &[CellRef], scale: u8) -> (Value, bool) 
         (Totals::Scalar(n), _) => *n != 0,
         (Totals::Histogram(h), _) => h.count() != 0 || h.sum_u64 != 0 || h.sum_f64 != 0.0,
     };
-    if let Some(raw) = raw.as_mut() {
+    if matches!(delta, Totals::Histogram(_)) {
+        let raw = scratch.raw(series.kind);
         st.min_key = st.min_key.min(raw.min_key);
         st.max_key = st.max_key.max(raw.max_key);
     }
-    (to_value(series, &delta, raw.as_ref()), active)
+    (to_value(series, delta, scratch), active)
 }
 
 pub(crate) fn delta(registry: &Registry) -> Snapshot {
     let inner = &*registry.inner;
-    let scale = inner.config.scale;
+    let mut scratch = Scratch::new(inner.config.scale);
     let mut collector = sync::lock(&inner.collector);
     let now = SystemTime::now();
     let start = collector.last.unwrap_or(inner.created);
@@ -186,7 +204,7 @@ pub(crate) fn delta(registry: &Registry) -> Snapshot {
     let mut evicted_any = false;
     for series in inner.all_series() {
         let cells = live_cells(&series);
-        let (value, active) = series_delta(&series, &cells, scale);
+        let (value, active) = series_delta(&series, &cells, &mut scratch);
         let idle_limit = inner.config.evict_after_idle;
         let evict = {
             let mut st = sync::lock(&series.state);
@@ -221,7 +239,7 @@ pub(crate) fn delta(registry: &Registry) -> Snapshot {
     if evicted_any {
         inner.bump_evict_epoch();
     }
-    collect_retiring(&mut collector, scale, &mut out);
+    collect_retiring(&mut collector, &mut scratch, &mut out);
     out.sort_by(|a, b| a.key.cmp(&b.key));
     // Residues of retiring series can share a key with a live series created since: merge.
     let mut merged: Vec<SeriesSnapshot> = Vec::with_capacity(out.len());
@@ -241,7 +259,7 @@ pub(crate) fn delta(registry: &Registry) -> Snapshot {
 /// Reads every retiring series once more and frees those nobody else references.
 pub(crate) fn collect_retiring(
     collector: &mut Collector,
-    scale: u8,
+    scratch: &mut Scratch,
     out: &mut Vec<SeriesSnapshot>,
 ) {
     let zombies = std::mem::take(&mut collector.zombies);
@@ -266,7 +284,7 @@ pub(crate) fn collect_retiring(
         // their drops): then no one can still write the series' shared cell either.
         let series_exclusive = exclusive && Arc::get_mut(&mut series).is_some();
         let all: Vec<CellRef> = owned.iter().chain(still_shared.iter()).cloned().collect();
-        let (value, active) = series_delta(&series, &all, scale);
+        let (value, active) = series_delta(&series, &all, scratch);
         drop(all);
         if active {
             out.push(snapshot_of(&series, value));

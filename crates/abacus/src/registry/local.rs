@@ -96,8 +96,45 @@ impl Drop for LocalShard {
     }
 }
 
+/// This thread's shards: the one of the registry used last inline (one pointer less on
+/// the hot path), the others in a list.
+#[derive(Debug)]
+struct LocalSet {
+    current: Option<LocalShard>,
+    others: Vec<LocalShard>,
+}
+
+impl Drop for LocalSet {
+    fn drop(&mut self) {
+        // From here on this thread must not use handle caches: its shards go back to the
+        // pool below and may be taken by another thread. A dead tag matches no cache.
+        TAG.with(|t| t.set(DEAD_TAG));
+    }
+}
+
 thread_local! {
-    static LOCAL: RefCell<Vec<LocalShard>> = const { RefCell::new(Vec::new()) };
+    static LOCAL: RefCell<LocalSet> = const { RefCell::new(LocalSet { current: None, others: Vec::new() }) };
+    /// A process-unique id of this thread (never reused, unlike shard ids); 0 = not yet
+    /// assigned, `DEAD_TAG` = thread-local storage torn down.
+    static TAG: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+const DEAD_TAG: u64 = u64::MAX;
+static NEXT_TAG: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// This thread's unique tag, used by handles to cache the cell of the thread that records
+/// through them. Returns `DEAD_TAG` once the thread's shards were released.
+#[inline]
+pub(crate) fn thread_tag() -> u64 {
+    TAG.with(|t| match t.get() {
+        0 => {
+            // Relaxed: unique id generation only.
+            let tag = NEXT_TAG.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            t.set(tag);
+            tag
+        }
+        tag => tag,
+    })
 }
 
 /// Runs `f` with this thread's shard of `inner`, creating it on first use.
@@ -109,32 +146,42 @@ thread_local! {
 pub(crate) fn with_local<R>(inner: &Arc<Inner>, f: impl FnOnce(&mut LocalShard) -> R) -> Option<R> {
     LOCAL
         .try_with(|cell| {
-            let mut shards = cell.try_borrow_mut().ok()?;
-            if shards.first().map(|s| s.registry_id) != Some(inner.id) {
-                let pos = match shards.iter().position(|s| s.registry_id == inner.id) {
-                    Some(pos) => pos,
-                    None => {
-                        // Forget shards of registries that no longer exist.
-                        shards.retain(|s| s.registry.strong_count() > 0);
-                        shards.push(LocalShard {
-                            registry_id: inner.id,
-                            registry: Arc::downgrade(inner),
-                            shard: ShardPool::acquire(&inner.shards),
-                            // Relaxed: see `sweep_if_evicted`.
-                            epoch: inner.evict_epoch.load(Ordering::Relaxed),
-                            latency: HashMap::default(),
-                            keyed: HashMap::default(),
-                            by_slot: Vec::new(),
-                        });
-                        shards.len() - 1
-                    }
-                };
-                shards.swap(0, pos);
+            let mut set = cell.try_borrow_mut().ok()?;
+            let set = &mut *set;
+            if set.current.as_ref().map(|s| s.registry_id) != Some(inner.id) {
+                switch(set, inner);
             }
-            let local = &mut shards[0];
+            let local = set.current.as_mut()?;
             local.sweep_if_evicted(inner);
             Some(f(local))
         })
         .ok()
         .flatten()
+}
+
+/// Makes `inner`'s shard the current one, creating it if needed.
+#[cold]
+fn switch(set: &mut LocalSet, inner: &Arc<Inner>) {
+    if let Some(prev) = set.current.take() {
+        set.others.push(prev);
+    }
+    let found = set.others.iter().position(|s| s.registry_id == inner.id);
+    let shard = match found {
+        Some(pos) => set.others.swap_remove(pos),
+        None => {
+            // Forget shards of registries that no longer exist.
+            set.others.retain(|s| s.registry.strong_count() > 0);
+            LocalShard {
+                registry_id: inner.id,
+                registry: Arc::downgrade(inner),
+                shard: ShardPool::acquire(&inner.shards),
+                // Relaxed: see `sweep_if_evicted`.
+                epoch: inner.evict_epoch.load(Ordering::Relaxed),
+                latency: HashMap::default(),
+                keyed: HashMap::default(),
+                by_slot: Vec::new(),
+            }
+        }
+    };
+    set.current = Some(shard);
 }

@@ -95,9 +95,10 @@ fn retired_cells_are_read_until_the_last_writer_lets_go() {
         });
         drop(series);
         let mut out = Vec::new();
-        collect_retiring(&mut collector, 4, &mut out);
+        let mut scratch = super::collect::Scratch::new(4);
+        collect_retiring(&mut collector, &mut scratch, &mut out);
         writer.join().unwrap();
-        collect_retiring(&mut collector, 4, &mut out);
+        collect_retiring(&mut collector, &mut scratch, &mut out);
         assert!(collector.zombies.is_empty(), "freed once the writer dropped its reference");
         let total = counter_total(&out);
         assert!(total == 2 || total == 11, "every write reported exactly once, got {total}");

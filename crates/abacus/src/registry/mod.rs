@@ -31,7 +31,7 @@ use hashbrown::HashMap;
 pub use cell::MetricKind;
 pub(crate) use cell::{Cell, CellRef};
 pub(crate) use collect::Collector;
-use local::{ShardPool, with_local};
+use local::{ShardPool, thread_tag, with_local};
 pub(crate) use series::Series;
 
 use crate::error::BuildError;
@@ -499,6 +499,7 @@ impl Registry {
         Some(HandleTarget {
             registry: self.inner.clone(),
             series: r.series,
+            cache: std::sync::OnceLock::new(),
         })
     }
 
@@ -626,17 +627,38 @@ impl Registry {
 pub(crate) struct HandleTarget {
     pub(crate) registry: Arc<Inner>,
     pub(crate) series: Arc<Series>,
+    /// The cell of the first thread that recorded through this handle value, tagged with
+    /// that thread's unique tag. That thread owns the cell's shard for as long as it lives
+    /// (the tag is killed before its shards are released), so only it may use the cache;
+    /// other threads go through their thread-local slot cache. Clones start empty, so a
+    /// clone per worker thread gives every worker the fast path.
+    cache: std::sync::OnceLock<(u64, CellRef)>,
 }
 
 impl HandleTarget {
-    /// This thread's cell of the handle's series, from the slot cache.
+    /// Runs `op` on this thread's cell of the handle's series: from the handle's own cache
+    /// when this thread owns it, else from the thread's slot cache.
     #[inline]
     pub(crate) fn with_cell(&self, op: impl Fn(&Cell, bool)) {
+        if let Some((tag, cell)) = self.cache.get() {
+            if *tag == thread_tag() {
+                op(cell, false);
+                return;
+            }
+        }
+        self.with_cell_slow(op);
+    }
+
+    #[inline(never)]
+    fn with_cell_slow(&self, op: impl Fn(&Cell, bool)) {
         let series = &self.series;
         let done = with_local(&self.registry, |local| {
             if let Some(Some(c)) = local.by_slot.get(series.slot) {
                 if c.series_id == series.id {
                     op(c, false);
+                    if self.cache.get().is_none() {
+                        let _ = self.cache.set((thread_tag(), c.clone()));
+                    }
                     return true;
                 }
             }
@@ -644,6 +666,8 @@ impl HandleTarget {
                 return false;
             };
             op(&cell, false);
+            // Only inside `with_local`: the thread-local storage (and so the shard) is alive.
+            let _ = self.cache.set((thread_tag(), cell.clone()));
             if local.by_slot.len() <= series.slot {
                 local.by_slot.resize(series.slot + 1, None);
             }
@@ -678,6 +702,7 @@ impl Clone for HandleTarget {
         HandleTarget {
             registry: self.registry.clone(),
             series: self.series.clone(),
+            cache: std::sync::OnceLock::new(),
         }
     }
 }

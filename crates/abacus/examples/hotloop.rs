@@ -1,0 +1,53 @@
+//! A tight recording loop on one thread, for profilers (`perf record`, `valgrind
+//! --tool=callgrind`): `hotloop handle|latency N`.
+use abacus::Registry;
+
+fn main() {
+    let mode = std::env::args().nth(1).unwrap_or_else(|| "handle".into());
+    let n: u64 = std::env::args().nth(2).and_then(|v| v.parse().ok()).unwrap_or(100_000_000);
+    let registry = Registry::new();
+    let h = registry.latency("hot");
+    if mode == "snapshot" {
+        // 10,000 series x 2 shards x 100 samples, then `n` snapshots with percentiles.
+        std::thread::scope(|s| {
+            for t in 0..2u64 {
+                let registry = &registry;
+                s.spawn(move || {
+                    let mut x = 0x9e37_79b9_u64 + t;
+                    for i in 0..1_000_000u64 {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        registry.record_latency(&format!("svc-{}", i % 10_000), 1 + (x % 1000) * (1 + x % 7));
+                    }
+                });
+            }
+        });
+        let started = std::time::Instant::now();
+        let mut acc = 0.0;
+        for _ in 0..n {
+            let snap = registry.snapshot();
+            for s in &snap.series {
+                if let Some(h) = s.histogram() {
+                    acc += h.quantiles(&[0.5, 0.95, 0.99]).iter().flatten().sum::<f64>();
+                }
+            }
+        }
+        println!("{:?} per snapshot+percentiles of 10k series ({acc})", started.elapsed() / n as u32);
+        return;
+    }
+    let handle = mode == "handle";
+    let mut x = 0x9e37_79b9_u64;
+    for _ in 0..n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let v = 1 + (x & 1023);
+        if handle {
+            h.record(v);
+        } else {
+            registry.record_latency("hot", v);
+        }
+    }
+    println!("{:?}", registry.snapshot().histogram("latency", &[("service", "hot")]).map(|h| h.count));
+}
