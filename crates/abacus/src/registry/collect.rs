@@ -30,20 +30,11 @@ pub(crate) struct Retiring {
 }
 
 /// State of the delta collector (behind the registry's `collector` lock).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Collector {
     pub(crate) zombies: Vec<Retiring>,
     /// End of the previous delta window.
     last: Option<SystemTime>,
-}
-
-impl Default for Collector {
-    fn default() -> Self {
-        Collector {
-            zombies: Vec::new(),
-            last: None,
-        }
-    }
 }
 
 fn domain(kind: MetricKind) -> Domain {
