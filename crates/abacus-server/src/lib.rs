@@ -9,7 +9,7 @@
 //! config.listen = abacus_server::config::Listen::loopback_ephemeral();
 //! let server = abacus_server::Server::bind(config).await?;
 //! println!("HTTP API on {:?}", server.http_addr());
-//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await
+//! server.run(std::future::pending()).await // or any shutdown future, e.g. a signal
 //! # }
 //! ```
 #![forbid(unsafe_code)]
