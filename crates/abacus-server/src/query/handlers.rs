@@ -54,6 +54,51 @@ pub(crate) async fn services(State(state): State<AppState>) -> Json<serde_json::
     }))
 }
 
+/// Help text of a metric family (the server's own metrics are described; others say where
+/// they came from).
+fn help_for(family: &str) -> &'static str {
+    match family {
+        "abacus_ingest_requests" | "abacus_ingest_requests_total" => {
+            "Ingest requests (HTTP, OTLP) or packets (StatsD) received, by protocol."
+        }
+        "abacus_ingest_samples" | "abacus_ingest_samples_total" => {
+            "Samples applied to the registry, by protocol."
+        }
+        "abacus_ingest_rejects" | "abacus_ingest_rejects_total" => {
+            "Requests, lines, data points or samples refused, by protocol and reason."
+        }
+        "abacus_series" => "Live registry series, overflow series included.",
+        "abacus_series_refused" | "abacus_series_refused_total" => {
+            "Records routed to overflow series because max_series was reached."
+        }
+        "abacus_kind_conflicts" | "abacus_kind_conflicts_total" => {
+            "Records dropped because their series exists with another kind."
+        }
+        "abacus_window_store_series" => "Series held by the window store.",
+        _ => "Aggregated by abacus from ingested samples.",
+    }
+}
+
+/// Adds a `# HELP` line before every `# TYPE` line (`promtool check metrics` warns about
+/// families without help text, and the core renderer emits none).
+fn with_help(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 4);
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            if let Some(family) = rest.split_whitespace().next() {
+                out.push_str("# HELP ");
+                out.push_str(family);
+                out.push(' ');
+                out.push_str(help_for(family));
+                out.push('\n');
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 pub(crate) async fn prometheus(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let openmetrics = headers
         .get_all(header::ACCEPT)
@@ -69,7 +114,7 @@ pub(crate) async fn prometheus(State(state): State<AppState>, headers: HeaderMap
         format,
         ..RenderOptions::default()
     };
-    let text = render(&state.registry().snapshot(), &options);
+    let text = with_help(&render(&state.registry().snapshot(), &options));
     let mut resp = text.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
