@@ -1,0 +1,203 @@
+//! `abacus`: the command-line entry point. Thin on purpose: parse arguments, build a
+//! configuration, call the library, map errors to exit codes.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use abacus_server::Config;
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "abacus", version, about = "High-throughput metrics aggregator")]
+struct Cli {
+    /// Log filter (tracing `EnvFilter` syntax, e.g. `info,abacus_server=debug`).
+    #[arg(long, global = true, env = "ABACUS_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the aggregation daemon (HTTP API, OTLP HTTP/gRPC, StatsD).
+    Serve(ServeArgs),
+    // Reserved: `load` (load generator), `top` (TUI), `demo`.
+}
+
+/// A listen address, or `off`.
+#[derive(Clone, Copy, Debug)]
+struct ListenArg(Option<SocketAddr>);
+
+fn listen_addr(s: &str) -> Result<ListenArg, String> {
+    abacus_server::config::parse_listen_addr(s).map(ListenArg)
+}
+
+/// Flags override environment variables, which override the TOML file, which overrides
+/// the defaults.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "ABACUS_CONFIG")]
+    config: Option<PathBuf>,
+    /// HTTP API address, or `off` [default 127.0.0.1:3001].
+    #[arg(long, env = "ABACUS_HTTP_ADDR", value_parser = listen_addr)]
+    http_addr: Option<ListenArg>,
+    /// OTLP/HTTP address, or `off` [default 127.0.0.1:4318].
+    #[arg(long, env = "ABACUS_OTLP_HTTP_ADDR", value_parser = listen_addr)]
+    otlp_http_addr: Option<ListenArg>,
+    /// OTLP/gRPC address, or `off` [default 127.0.0.1:4317].
+    #[arg(long, env = "ABACUS_OTLP_GRPC_ADDR", value_parser = listen_addr)]
+    otlp_grpc_addr: Option<ListenArg>,
+    /// StatsD UDP address, or `off` [default 127.0.0.1:8125].
+    #[arg(long, env = "ABACUS_STATSD_ADDR", value_parser = listen_addr)]
+    statsd_addr: Option<ListenArg>,
+    /// Window length in milliseconds [default 10000].
+    #[arg(long, env = "ABACUS_WINDOW_MS")]
+    window_ms: Option<u64>,
+    /// Retention of closed windows in seconds [default 3600].
+    #[arg(long, env = "ABACUS_RETENTION_SECS")]
+    retention_secs: Option<u64>,
+    /// Maximum number of live series [default 10000].
+    #[arg(long, env = "ABACUS_MAX_SERIES")]
+    max_series: Option<usize>,
+    /// Bearer token required on ingest and query endpoints.
+    #[arg(long, env = "ABACUS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Largest JSON ingest body in bytes [default 4 MiB].
+    #[arg(long, env = "ABACUS_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
+    /// Requested StatsD socket receive buffer in bytes [default 4 MiB].
+    #[arg(long, env = "ABACUS_STATSD_RECV_BUFFER")]
+    statsd_recv_buffer: Option<usize>,
+}
+
+impl ServeArgs {
+    fn into_config(self) -> anyhow::Result<Config> {
+        let mut c = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                Config::from_toml_str(&text).with_context(|| format!("in {}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        if let Some(ListenArg(a)) = self.http_addr {
+            c.listen.http = a;
+        }
+        if let Some(ListenArg(a)) = self.otlp_http_addr {
+            c.listen.otlp_http = a;
+        }
+        if let Some(ListenArg(a)) = self.otlp_grpc_addr {
+            c.listen.otlp_grpc = a;
+        }
+        if let Some(ListenArg(a)) = self.statsd_addr {
+            c.listen.statsd = a;
+        }
+        if let Some(v) = self.window_ms {
+            c.window_ms = v;
+        }
+        if let Some(v) = self.retention_secs {
+            c.retention_secs = v;
+        }
+        if let Some(v) = self.max_series {
+            c.max_series = v;
+        }
+        if self.token.is_some() {
+            c.token = self.token;
+        }
+        if let Some(v) = self.max_body_bytes {
+            c.limits.max_body_bytes = v;
+        }
+        if let Some(v) = self.statsd_recv_buffer {
+            c.limits.statsd_recv_buffer_bytes = v;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("received SIGINT"),
+        () = term => tracing::info!("received SIGTERM"),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.into_config()?;
+    let exposed = config.listen.non_loopback();
+    if config.token.is_none() && !exposed.is_empty() {
+        tracing::warn!(
+            addrs = ?exposed,
+            "listening on non-loopback addresses without a token: anyone who can reach them can write and read metrics (set --token / ABACUS_TOKEN)"
+        );
+    }
+    let server = abacus_server::Server::bind(config)
+        .await
+        .context("starting the server")?;
+    tracing::info!(
+        http = ?server.http_addr(),
+        otlp_http = ?server.otlp_http_addr(),
+        otlp_grpc = ?server.otlp_grpc_addr(),
+        statsd = ?server.statsd_addr(),
+        "abacus serving"
+    );
+    server.run(shutdown_signal()).await.context("serving")?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("abacus: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("abacus: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

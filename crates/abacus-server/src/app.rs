@@ -1,0 +1,357 @@
+//! Shared server state and the HTTP API router.
+//!
+//! | method | path | auth | what |
+//! |---|---|---|---|
+//! | `POST` | `/metrics` | token | JSON ingest (object, array or NDJSON) |
+//! | `POST` | `/latency` | token | latency ingest (`{"service","latency_ms"}`) |
+//! | `GET` | `/metrics/{name}` | token | closed windows of a metric (see [`crate::query`]) |
+//! | `GET` | `/services` | token | per-service health |
+//! | `GET` | `/metrics` | token | Prometheus text / OpenMetrics of the live registry |
+//! | `GET` | `/healthz` | open | liveness |
+//! | `GET` | `/readyz` | open | readiness (503 while starting or draining) |
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use abacus::flush::Flusher;
+use abacus::{Registry, Snapshot};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::apply::Applier;
+use crate::config::Config;
+use crate::error::{ApiError, ServeError};
+use crate::ingest::Sample;
+use crate::ingest::json::{JsonConfig, parse_latency_body, parse_metrics_body};
+use crate::ingest::otlp::convert::ConvertConfig;
+use crate::ingest::otlp::decode::DecodeLimits;
+use crate::ingest::otlp::temporality::{CumulativeToDelta, TemporalityConfig};
+use crate::query;
+use crate::telemetry::{Protocol, Telemetry};
+use crate::windows::{ServiceBoard, WindowSink, WindowStore};
+
+/// Everything the handlers share. Cloning is cheap (one `Arc`).
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) inner: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) applier: Applier,
+    pub(crate) store: WindowStore,
+    pub(crate) board: ServiceBoard,
+    pub(crate) telemetry: Telemetry,
+    pub(crate) json: JsonConfig,
+    /// Lock: one OTLP request's conversion at a time (the stream table is shared).
+    pub(crate) otlp_tracker: Mutex<CumulativeToDelta>,
+    pub(crate) otlp_convert: ConvertConfig,
+    pub(crate) otlp_limits: DecodeLimits,
+    /// Flushed by [`AppState::close_window`] only (no background thread).
+    flusher: Flusher,
+    ready: AtomicBool,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_unix_nano() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Result of applying a batch of samples.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Applied {
+    /// Samples applied.
+    pub accepted: u64,
+    /// Samples refused (see [`crate::apply::ApplyReject`]).
+    pub rejected: u64,
+}
+
+impl AppState {
+    /// Builds the registry, the window store and the (manual) flusher for `config`.
+    ///
+    /// # Errors
+    /// [`ServeError::Config`] or [`ServeError::Registry`] for invalid settings.
+    pub fn new(config: Config) -> Result<AppState, ServeError> {
+        config.validate()?;
+        let registry = Registry::builder()
+            .max_series(config.max_series)
+            .evict_after_idle(config.evict_after_idle())
+            .build()?;
+        let window = config.window();
+        let retention = std::time::Duration::from_secs(config.retention_secs);
+        let store = WindowStore::new(window, retention, config.max_series);
+        let board = ServiceBoard::new(config.services.clone(), window, config.max_series);
+        let flusher = Flusher::builder(registry.clone())
+            .interval(window)
+            .sink(WindowSink::new(store.clone(), board.clone()))
+            .build()?;
+        let json = JsonConfig {
+            max_items: config.limits.max_items,
+            ..JsonConfig::default()
+        };
+        let otlp_limits = DecodeLimits {
+            max_body_bytes: config.limits.otlp_max_body_bytes,
+            max_decompressed_bytes: config.limits.otlp_max_decompressed_bytes,
+        };
+        let tracker = CumulativeToDelta::new(
+            TemporalityConfig {
+                max_streams: config.max_series.saturating_mul(2),
+                ..TemporalityConfig::default()
+            },
+            now_unix_nano(),
+        );
+        Ok(AppState {
+            inner: Arc::new(Shared {
+                applier: Applier::new(
+                    registry.clone(),
+                    config.max_series,
+                    config.limits.max_set_members,
+                ),
+                telemetry: Telemetry::new(registry),
+                store,
+                board,
+                json,
+                otlp_tracker: Mutex::new(tracker),
+                otlp_convert: ConvertConfig::default(),
+                otlp_limits,
+                flusher,
+                ready: AtomicBool::new(false),
+                config,
+            }),
+        })
+    }
+
+    /// The live registry.
+    pub fn registry(&self) -> &Registry {
+        self.inner.applier.registry()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The closed windows.
+    pub fn windows(&self) -> &WindowStore {
+        &self.inner.store
+    }
+
+    /// The per-service view.
+    pub fn services(&self) -> &ServiceBoard {
+        &self.inner.board
+    }
+
+    /// Closes the current window now: StatsD sets become gauges, the server's gauges are
+    /// updated, and the registry's delta goes to the window store. The server calls this
+    /// every window length and once at shutdown; tests call it to avoid waiting. Blocking
+    /// (takes the registry's delta); call it off the async executor.
+    pub fn close_window(&self) -> Snapshot {
+        let s = &self.inner;
+        s.applier.close_sets();
+        s.telemetry.window_closed(s.store.stats());
+        let window = s.flusher.flush();
+        let horizon =
+            now_unix_nano().saturating_sub(s.config.retention_secs.saturating_mul(1_000_000_000));
+        s.otlp_tracker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .expire_before(horizon);
+        window
+    }
+
+    /// Marks the server ready (or not) for `/readyz`.
+    pub fn set_ready(&self, ready: bool) {
+        // Relaxed: a flag read by health checks, no data published with it.
+        self.inner.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Applies samples, counting them in the server's telemetry.
+    pub fn apply(&self, protocol: Protocol, samples: &[Sample]) -> Applied {
+        let mut out = Applied::default();
+        for s in samples {
+            match self.inner.applier.apply(s) {
+                Ok(()) => out.accepted += 1,
+                Err(e) => {
+                    out.rejected += 1;
+                    self.inner.telemetry.rejects(protocol, e.as_str(), 1);
+                }
+            }
+        }
+        self.inner.telemetry.samples(protocol, out.accepted);
+        out
+    }
+
+    pub(crate) fn telemetry(&self) -> &Telemetry {
+        &self.inner.telemetry
+    }
+
+    /// Whether `headers` carry the configured bearer token (always true without one).
+    pub(crate) fn authorized(&self, authorization: Option<&[u8]>) -> bool {
+        let Some(token) = self.inner.config.token.as_deref() else {
+            return true;
+        };
+        let Some(value) = authorization else {
+            return false;
+        };
+        let Some(given) = value
+            .strip_prefix(b"Bearer ")
+            .or_else(|| value.strip_prefix(b"bearer "))
+        else {
+            return false;
+        };
+        constant_time_eq(given, token.as_bytes())
+    }
+}
+
+/// Compares without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    if state.authorized(auth) {
+        next.run(req).await
+    } else {
+        ApiError::Unauthorized.into_response()
+    }
+}
+
+/// The HTTP API router (ingest, query, exposition, health). See the module docs.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.inner.config.limits.max_body_bytes;
+    let protected = Router::new()
+        .route("/metrics", post(ingest_metrics).get(query::prometheus))
+        .route("/latency", post(ingest_latency))
+        .route("/metrics/{name}", get(query::metric_windows))
+        .route("/services", get(query::services))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(DefaultBodyLimit::max(body_limit));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(protected)
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({ "error": "no such endpoint" })),
+    )
+        .into_response()
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    // Relaxed: see `set_ready`.
+    if state.inner.ready.load(Ordering::Relaxed) {
+        Json(serde_json::json!({ "status": "ready" })).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "not ready" })),
+        )
+            .into_response()
+    }
+}
+
+/// Accepts no content type, JSON and NDJSON (and `text/plain`, which `curl -d` sends).
+fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let ct = ct.to_str().unwrap_or_default();
+    let media = ct
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match media.as_str() {
+        "application/json"
+        | "application/x-ndjson"
+        | "application/ndjson"
+        | "application/jsonl"
+        | "text/plain"
+        | "application/x-www-form-urlencoded" => Ok(()),
+        _ => Err(ApiError::UnsupportedMediaType(ct.to_owned())),
+    }
+}
+
+fn ingest_json(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    parse: fn(&[u8], &JsonConfig) -> Result<Vec<Sample>, crate::ingest::json::JsonIngestError>,
+) -> Result<Json<Applied>, ApiError> {
+    let t = state.telemetry();
+    t.request(Protocol::HttpJson);
+    let result = check_json_content_type(headers)
+        .and_then(|()| body.map_err(ApiError::from))
+        .and_then(|body| parse(&body, &state.inner.json).map_err(ApiError::from));
+    let samples = match result {
+        Ok(s) => s,
+        Err(e) => {
+            let reason = match &e {
+                ApiError::Body { .. } => "body",
+                ApiError::UnsupportedMediaType(_) => "content_type",
+                _ => "invalid_json",
+            };
+            t.rejects(Protocol::HttpJson, reason, 1);
+            return Err(e);
+        }
+    };
+    let applied = state.apply(Protocol::HttpJson, &samples);
+    if applied.accepted == 0 && applied.rejected > 0 {
+        return Err(ApiError::Unprocessable(format!(
+            "none of the {} sample(s) could be applied (fractional increment of an integer counter, or a full set)",
+            applied.rejected
+        )));
+    }
+    Ok(Json(applied))
+}
+
+async fn ingest_metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Applied>, ApiError> {
+    ingest_json(&state, &headers, body, parse_metrics_body)
+}
+
+async fn ingest_latency(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Applied>, ApiError> {
+    ingest_json(&state, &headers, body, parse_latency_body)
+}

@@ -1,0 +1,124 @@
+//! Query handlers.
+//!
+//! * `GET /metrics/{name}?from=&to=&<label>=<value>...` → JSON array of
+//!   [`WindowRow`](crate::windows::WindowRow), oldest first. `from` / `to` are Unix
+//!   seconds (window start in `[from, to)`); every other parameter is a label filter, and
+//!   the series of `name` that carry all filter labels are merged per window. An unknown
+//!   name gives `[]` (data may simply not have arrived yet).
+//! * `GET /services` → `{"window_seconds": f64, "services": [ServiceHealth...]}`.
+//! * `GET /metrics` → Prometheus text 0.0.4, or OpenMetrics 1.0 when `Accept` names
+//!   `application/openmetrics-text`.
+
+use abacus::exposition::prometheus::{Format, RenderOptions, render};
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::windows::WindowRow;
+
+fn parse_time(name: &str, v: &str) -> Result<f64, ApiError> {
+    v.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite())
+        .ok_or_else(|| ApiError::BadQuery(format!("{name}={v:?} is not a Unix time in seconds")))
+}
+
+pub(crate) async fn metric_windows(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<Vec<WindowRow>>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::BadQuery(e.body_text()))?;
+    let (mut from, mut to) = (None, None);
+    let mut filters = Vec::new();
+    for (k, v) in params {
+        match k.as_str() {
+            "from" => from = Some(parse_time("from", &v)?),
+            "to" => to = Some(parse_time("to", &v)?),
+            _ => filters.push((k, v)),
+        }
+    }
+    Ok(Json(state.windows().query(&name, &filters, from, to)))
+}
+
+pub(crate) async fn services(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let view = state.services().view();
+    Json(serde_json::json!({
+        "window_seconds": state.config().window().as_secs_f64(),
+        "services": *view,
+    }))
+}
+
+/// Help text of a metric family (the server's own metrics are described; others say where
+/// they came from).
+fn help_for(family: &str) -> &'static str {
+    match family {
+        "abacus_ingest_requests" | "abacus_ingest_requests_total" => {
+            "Ingest requests (HTTP, OTLP) or packets (StatsD) received, by protocol."
+        }
+        "abacus_ingest_samples" | "abacus_ingest_samples_total" => {
+            "Samples applied to the registry, by protocol."
+        }
+        "abacus_ingest_rejects" | "abacus_ingest_rejects_total" => {
+            "Requests, lines, data points or samples refused, by protocol and reason."
+        }
+        "abacus_series" => "Live registry series, overflow series included.",
+        "abacus_series_refused" | "abacus_series_refused_total" => {
+            "Records routed to overflow series because max_series was reached."
+        }
+        "abacus_kind_conflicts" | "abacus_kind_conflicts_total" => {
+            "Records dropped because their series exists with another kind."
+        }
+        "abacus_window_store_series" => "Series held by the window store.",
+        _ => "Aggregated by abacus from ingested samples.",
+    }
+}
+
+/// Adds a `# HELP` line before every `# TYPE` line (`promtool check metrics` warns about
+/// families without help text, and the core renderer emits none).
+fn with_help(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 4);
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            if let Some(family) = rest.split_whitespace().next() {
+                out.push_str("# HELP ");
+                out.push_str(family);
+                out.push(' ');
+                out.push_str(help_for(family));
+                out.push('\n');
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+pub(crate) async fn prometheus(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let format = if openmetrics {
+        Format::OpenMetrics
+    } else {
+        Format::Text004
+    };
+    let options = RenderOptions {
+        format,
+        ..RenderOptions::default()
+    };
+    let text = with_help(&render(&state.registry().snapshot(), &options));
+    let mut resp = text.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    resp
+}
