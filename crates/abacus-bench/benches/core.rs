@@ -27,7 +27,11 @@ fn record(c: &mut Criterion) {
     for workload in Workload::ALL {
         let inputs = workload.inputs();
         let registry = Registry::builder().max_series(20_000).build().unwrap();
-        let handles: Vec<_> = inputs.services.iter().map(|s| registry.latency(s)).collect();
+        let handles: Vec<_> = inputs
+            .services
+            .iter()
+            .map(|s| registry.latency(s))
+            .collect();
         // Warm this thread's caches: steady state, as in a long-running service.
         for op in &inputs.ops {
             registry.record_latency(&inputs.services[op.service as usize], op.latency_ms);
@@ -64,7 +68,10 @@ fn snapshot(c: &mut Criterion) {
                 s.spawn(move || {
                     for k in 0..50 {
                         for (n, name) in inputs.services.iter().take(series).enumerate() {
-                            registry.record_latency(name, inputs.ops[(n * 50 + k + t) & MASK].latency_ms);
+                            registry.record_latency(
+                                name,
+                                inputs.ops[(n * 50 + k + t) & MASK].latency_ms,
+                            );
                         }
                     }
                 });
@@ -77,7 +84,11 @@ fn snapshot(c: &mut Criterion) {
                 let mut acc = 0.0;
                 for s in &snap.series {
                     if let Some(h) = s.histogram() {
-                        acc += h.quantiles(&[0.5, 0.95, 0.99]).iter().flatten().sum::<f64>();
+                        acc += h
+                            .quantiles(&[0.5, 0.95, 0.99])
+                            .iter()
+                            .flatten()
+                            .sum::<f64>();
                     }
                 }
                 black_box(acc)

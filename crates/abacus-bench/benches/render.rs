@@ -74,7 +74,10 @@ fn render(c: &mut Criterion) {
     // abacus: cumulative snapshot + Prometheus text, same classic buckets as the peers.
     let a = Abacus::new();
     fill(&a);
-    assert!(a.render().contains("latency_seconds_bucket{service=\"svc-09999\""));
+    assert!(
+        a.render()
+            .contains("latency_seconds_bucket{service=\"svc-09999\"")
+    );
     group.bench_function("abacus", |b| b.iter(|| black_box(a.render())));
 
     group.finish();

@@ -4,7 +4,10 @@ use abacus::Registry;
 
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_else(|| "handle".into());
-    let n: u64 = std::env::args().nth(2).and_then(|v| v.parse().ok()).unwrap_or(100_000_000);
+    let n: u64 = std::env::args()
+        .nth(2)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000_000);
     let registry = Registry::new();
     let h = registry.latency("hot");
     if mode == "snapshot" {
@@ -18,22 +21,58 @@ fn main() {
                         x ^= x << 13;
                         x ^= x >> 7;
                         x ^= x << 17;
-                        registry.record_latency(&format!("svc-{}", i % 10_000), 1 + (x % 1000) * (1 + x % 7));
+                        registry.record_latency(
+                            &format!("svc-{}", i % 10_000),
+                            1 + (x % 1000) * (1 + x % 7),
+                        );
                     }
                 });
             }
         });
+        let started = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(registry.snapshot());
+        }
+        println!(
+            "{:?} per cumulative snapshot of 10k series",
+            started.elapsed() / n as u32
+        );
+        let snap = registry.snapshot();
+        let started = std::time::Instant::now();
+        let mut acc = 0.0;
+        for _ in 0..n {
+            for s in &snap.series {
+                if let Some(h) = s.histogram() {
+                    acc += h
+                        .quantiles(&[0.5, 0.95, 0.99])
+                        .iter()
+                        .flatten()
+                        .sum::<f64>();
+                }
+            }
+        }
+        println!(
+            "{:?} per p50/p95/p99 of 10k series ({acc})",
+            started.elapsed() / n as u32
+        );
         let started = std::time::Instant::now();
         let mut acc = 0.0;
         for _ in 0..n {
             let snap = registry.snapshot();
             for s in &snap.series {
                 if let Some(h) = s.histogram() {
-                    acc += h.quantiles(&[0.5, 0.95, 0.99]).iter().flatten().sum::<f64>();
+                    acc += h
+                        .quantiles(&[0.5, 0.95, 0.99])
+                        .iter()
+                        .flatten()
+                        .sum::<f64>();
                 }
             }
         }
-        println!("{:?} per snapshot+percentiles of 10k series ({acc})", started.elapsed() / n as u32);
+        println!(
+            "{:?} per snapshot+percentiles of 10k series ({acc})",
+            started.elapsed() / n as u32
+        );
         return;
     }
     let handle = mode == "handle";
@@ -49,5 +88,11 @@ fn main() {
             registry.record_latency("hot", v);
         }
     }
-    println!("{:?}", registry.snapshot().histogram("latency", &[("service", "hot")]).map(|h| h.count));
+    println!(
+        "{:?}",
+        registry
+            .snapshot()
+            .histogram("latency", &[("service", "hot")])
+            .map(|h| h.count)
+    );
 }

@@ -20,7 +20,10 @@ fn rss_kib() -> u64 {
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_else(|| "series".into());
     let before = rss_kib();
-    let registry = Registry::builder().max_series(10_000).build().expect("valid config");
+    let registry = Registry::builder()
+        .max_series(10_000)
+        .build()
+        .expect("valid config");
     let names: Vec<String> = (0..10_000).map(|i| format!("service-{i:05}")).collect();
     match mode.as_str() {
         "series" => {

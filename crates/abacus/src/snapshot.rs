@@ -114,7 +114,7 @@ pub struct Snapshot {
     pub start: SystemTime,
     /// End of the window: when it was read.
     pub end: SystemTime,
-    /// The series, sorted by key.
+    /// The series, in a deterministic order (by key hash; sort by [`Key`] for display).
     pub series: Vec<SeriesSnapshot>,
 }
 

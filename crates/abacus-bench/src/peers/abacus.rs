@@ -31,7 +31,10 @@ impl Abacus {
             integer_buckets: LATENCY_BUCKETS_MS.to_vec(),
             ..RenderOptions::default()
         };
-        Abacus { registry, render_opts }
+        Abacus {
+            registry,
+            render_opts,
+        }
     }
 
     /// The registry.

@@ -103,7 +103,13 @@ pub(crate) fn render_table(window: &Snapshot) -> String {
             );
         }
     }
-    for s in &window.series {
+    let mut others: Vec<_> = window
+        .series
+        .iter()
+        .filter(|s| s.histogram().is_none())
+        .collect();
+    others.sort_by(|a, b| a.key.cmp(&b.key));
+    for s in others {
         match &s.value {
             Value::Counter(n) => {
                 let _ = writeln!(t, "{} {} (+{:.1}/s)", s.key, n, *n as f64 / secs);

@@ -34,6 +34,9 @@ const U64_OCTAVES: usize = 65;
 
 type Group = Box<[AtomicU64]>;
 
+/// `[positive, negative]` group tables of the `F64` domain.
+type WideGroups = Box<[Box<[OnceLock<Group>]>; 2]>;
+
 /// Groups of the `U64` domain, stored inline in the histogram (one pointer less on the
 /// hot path).
 const U64_GROUPS: usize = U64_OCTAVES.div_ceil(GROUP_OCTAVES);
@@ -44,7 +47,12 @@ const U64_GROUPS: usize = U64_OCTAVES.div_ceil(GROUP_OCTAVES);
 /// pairs with the Release of the initialising store, so a reader that sees a group sees it
 /// zeroed or later.
 #[inline]
-fn group_counter(groups: &[OnceLock<Group>], p: usize, group_shift: u32, group_len: usize) -> &AtomicU64 {
+fn group_counter(
+    groups: &[OnceLock<Group>],
+    p: usize,
+    group_shift: u32,
+    group_len: usize,
+) -> &AtomicU64 {
     let last = groups.len() - 1;
     let (g, off) = match p >> group_shift {
         g if g <= last => (g, p & (group_len - 1)),
@@ -56,7 +64,9 @@ fn group_counter(groups: &[OnceLock<Group>], p: usize, group_shift: u32, group_l
 }
 
 fn new_groups(octaves: usize) -> Box<[OnceLock<Group>]> {
-    (0..octaves.div_ceil(GROUP_OCTAVES)).map(|_| OnceLock::new()).collect()
+    (0..octaves.div_ceil(GROUP_OCTAVES))
+        .map(|_| OnceLock::new())
+        .collect()
 }
 
 /// `(base index, group length, groups per sign)` of the bucket layout of `domain` at
@@ -67,7 +77,11 @@ pub(crate) fn layout(domain: Domain, scale: u8) -> (i32, usize, usize) {
         Domain::U64 => (U64_MIN_OCTAVE, U64_OCTAVES),
         Domain::F64 => (F64_MIN_OCTAVE, F64_OCTAVES),
     };
-    (min_octave << scale, GROUP_OCTAVES << scale, octaves.div_ceil(GROUP_OCTAVES))
+    (
+        min_octave << scale,
+        GROUP_OCTAVES << scale,
+        octaves.div_ceil(GROUP_OCTAVES),
+    )
 }
 
 /// Adds `n` to `counter`.
@@ -132,7 +146,7 @@ pub(crate) struct AtomicHistogram {
     /// Positive buckets of the `U64` domain.
     narrow: [OnceLock<Group>; U64_GROUPS],
     /// `[positive, negative]` buckets of the `F64` domain.
-    wide: Option<Box<[Box<[OnceLock<Group>]>; 2]>>,
+    wide: Option<WideGroups>,
 }
 
 impl AtomicHistogram {
@@ -169,7 +183,12 @@ impl AtomicHistogram {
         if p < 0 || groups.is_empty() {
             return None;
         }
-        Some(group_counter(groups, p as usize, self.group_shift, self.group_len))
+        Some(group_counter(
+            groups,
+            p as usize,
+            self.group_shift,
+            self.group_len,
+        ))
     }
 
     /// Positive and negative bucket groups of either domain.
@@ -342,7 +361,10 @@ impl AtomicHistogram {
                 let Some(group) = group.get() else { continue };
                 acc.touched[sign] |= 1 << g;
                 let start = g * group.len();
-                for (slot, counter) in acc.dense[sign][start..start + group.len()].iter_mut().zip(group.iter()) {
+                for (slot, counter) in acc.dense[sign][start..start + group.len()]
+                    .iter_mut()
+                    .zip(group.iter())
+                {
                     // Relaxed: monotone counter, read for its value only.
                     *slot += counter.load(Ordering::Relaxed);
                 }

@@ -71,7 +71,10 @@ impl IndexTable {
         let mut guess = Box::new([0u16; GUESS_LEN]);
         for (cell, g) in guess.iter_mut().enumerate().take(cells) {
             let start = (cell as u64) << cell_shift;
-            *g = boundary[1..per_octave].iter().filter(|&&b| b < start).count() as u16;
+            *g = boundary[1..per_octave]
+                .iter()
+                .filter(|&&b| b < start)
+                .count() as u16;
         }
         IndexTable {
             scale,
@@ -121,9 +124,29 @@ impl IndexTable {
     }
 }
 
-/// Lower (exclusive) bound of bucket `index` at `scale`.
+/// Lower (exclusive) bound of bucket `index` at `scale`: `2^(index / 2^scale)`.
+///
+/// Built from the exponent and the per-scale fraction table (no `exp2` call) for scales
+/// `0..=8` and normal results; other cases use `exp2`.
 pub fn bucket_lower(scale: i8, index: i32) -> f64 {
-    (f64::from(index) / f64::from(1u32 << scale.max(0))).exp2()
+    if (0..=MAX_SCALE).contains(&scale) {
+        let table = IndexTable::get(scale as u8);
+        let exp = index >> scale;
+        if (-1022..=1023).contains(&exp) {
+            let k = (index & ((1 << scale) - 1)) as usize;
+            let mantissa = table.boundary[k] >> (64 - MANTISSA_BITS);
+            return f64::from_bits((((exp + 1023) as u64) << MANTISSA_BITS) | mantissa);
+        }
+    }
+    bucket_lower_slow(scale, index)
+}
+
+/// Out-of-line so the compiler cannot speculate the `exp2` calls into callers' loops
+/// (`exp2` is treated as a cheap pure intrinsic and was hoisted out of the fast path).
+#[cold]
+#[inline(never)]
+fn bucket_lower_slow(scale: i8, index: i32) -> f64 {
+    (f64::from(index) / f64::from(scale).exp2()).exp2()
 }
 
 /// Upper (inclusive) bound of bucket `index` at `scale`.
@@ -180,8 +203,29 @@ mod tests {
             }
             let mut v = 1u64;
             while v < (1u64 << 53) {
-                assert_eq!(table.index_u64(v), table.index(v as f64), "scale {scale} value {v}");
+                assert_eq!(
+                    table.index_u64(v),
+                    table.index(v as f64),
+                    "scale {scale} value {v}"
+                );
                 v = v * 3 + 1;
+            }
+        }
+    }
+
+    #[test]
+    fn table_bounds_match_exp2() {
+        for scale in 0..=MAX_SCALE {
+            for index in -3000..3000 {
+                let exact = (f64::from(index) / f64::from(1u32 << scale)).exp2();
+                if !exact.is_normal() {
+                    continue;
+                }
+                let got = bucket_lower(scale, index);
+                assert!(
+                    ((got - exact) / exact).abs() < 1e-15,
+                    "scale {scale} index {index}: {got} vs {exact}"
+                );
             }
         }
     }

@@ -85,7 +85,11 @@ impl RawHistogram {
     /// An empty accumulator shaped like an atomic histogram of `domain` at `scale`.
     pub(crate) fn new(domain: Domain, scale: u8) -> Self {
         let (base, group_len, groups) = super::atomic::layout(domain, scale);
-        let neg = if domain == Domain::F64 { groups * group_len } else { 0 };
+        let neg = if domain == Domain::F64 {
+            groups * group_len
+        } else {
+            0
+        };
         RawHistogram {
             domain,
             scale,
@@ -116,11 +120,25 @@ impl RawHistogram {
         let mut lists = [Vec::new(), Vec::new()];
         for (sign, list) in lists.iter_mut().enumerate() {
             let mut touched = std::mem::take(&mut self.touched[sign]);
+            let mut nonzero = 0;
+            let mut t = touched;
+            while t != 0 {
+                let start = t.trailing_zeros() as usize * self.group_len;
+                t &= t - 1;
+                nonzero += self.dense[sign][start..start + self.group_len]
+                    .iter()
+                    .filter(|&&n| n != 0)
+                    .count();
+            }
+            list.reserve_exact(nonzero);
             while touched != 0 {
                 let g = touched.trailing_zeros() as usize;
                 touched &= touched - 1;
                 let start = g * self.group_len;
-                for (off, slot) in self.dense[sign][start..start + self.group_len].iter_mut().enumerate() {
+                for (off, slot) in self.dense[sign][start..start + self.group_len]
+                    .iter_mut()
+                    .enumerate()
+                {
                     if *slot != 0 {
                         list.push((self.base + (start + off) as i32, *slot));
                         *slot = 0;
@@ -142,7 +160,11 @@ impl RawHistogram {
     pub(crate) fn snapshot(&self, totals: HistogramTotals) -> HistogramSnapshot {
         let count = totals.count();
         let (min, max, sum) = match self.domain {
-            Domain::U64 => (self.min_key as f64, self.max_key as f64, totals.sum_u64 as f64),
+            Domain::U64 => (
+                self.min_key as f64,
+                self.max_key as f64,
+                totals.sum_u64 as f64,
+            ),
             Domain::F64 => (key_f64(self.min_key), key_f64(self.max_key), totals.sum_f64),
         };
         let mut snap = HistogramSnapshot {
@@ -256,28 +278,6 @@ impl HistogramSnapshot {
         relative_error(self.scale)
     }
 
-    /// Bucket list in ascending value order: negative buckets (largest magnitude first),
-    /// the zero bucket, positive buckets. Each item is `(low, high, representative, count)`.
-    fn ordered(&self) -> impl Iterator<Item = (f64, f64, f64, u64)> + '_ {
-        let s = self.scale;
-        let neg = self.negative.iter().rev().map(move |&(i, n)| {
-            let (lo, hi) = range(s, i);
-            (-hi, -lo, -bucket_representative(s, i), n)
-        });
-        let zero = (self.zero_count > 0).then_some((0.0, 0.0, 0.0, self.zero_count));
-        let integers = self.integers;
-        let pos = self.positive.iter().map(move |&(i, n)| {
-            let (lo, hi) = range(s, i);
-            let mut rep = bucket_representative(s, i);
-            // An integer bucket holding a single integer reports it exactly.
-            if integers && lo.floor() + 1.0 == hi.floor() {
-                rep = hi.floor();
-            }
-            (lo, hi, rep, n)
-        });
-        neg.chain(zero).chain(pos)
-    }
-
     /// The `q`-quantile (`0.0..=1.0`), `None` when empty or `q` is not in range.
     ///
     /// Defined as the nearest-rank sample: the `ceil(q * count)`-th smallest (the first for
@@ -294,9 +294,14 @@ impl HistogramSnapshot {
         if self.count == 0 {
             return out;
         }
-        let mut order: Vec<usize> = (0..qs.len()).filter(|&i| (0.0..=1.0).contains(&qs[i])).collect();
+        let mut order: Vec<usize> = (0..qs.len())
+            .filter(|&i| (0.0..=1.0).contains(&qs[i]))
+            .collect();
         order.sort_by(|&a, &b| qs[a].total_cmp(&qs[b]));
-        let rank = |q: f64| ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
+        let ranks: Vec<u64> = order
+            .iter()
+            .map(|&i| ((qs[i] * self.count as f64).ceil() as u64).clamp(1, self.count))
+            .collect();
         // Buckets in ascending value order as (sign, index, count); the representative value
         // (two exponentials) is only computed for the buckets a quantile lands in.
         let neg = self.negative.iter().rev().map(|&(i, n)| (-1i8, i, n));
@@ -306,8 +311,8 @@ impl HistogramSnapshot {
         let mut seen = 0u64;
         for (sign, index, n) in neg.chain(zero).chain(pos) {
             seen += n;
-            while next < order.len() && rank(qs[order[next]]) <= seen {
-                let r = rank(qs[order[next]]);
+            while next < order.len() && ranks[next] <= seen {
+                let r = ranks[next];
                 let v = if r == 1 {
                     self.min
                 } else if r == self.count {
@@ -368,7 +373,11 @@ impl HistogramSnapshot {
             } else if le < 0.0 {
                 self.count_le_negative(le)
             } else {
-                let idx = if le.is_normal() { table.index(le) } else { i32::MIN };
+                let idx = if le.is_normal() {
+                    table.index(le)
+                } else {
+                    i32::MIN
+                };
                 while i < self.positive.len() && self.positive[i].0 < idx {
                     prefix += self.positive[i].1;
                     i += 1;
@@ -481,17 +490,27 @@ impl HistogramSnapshot {
             self.max = 0.0;
             return;
         }
-        let (first_lo, first_hi, _, _) = self.ordered().next().unwrap_or_default();
-        let (last_lo, last_hi) = self
-            .ordered()
-            .last()
-            .map(|(lo, hi, _, _)| (lo, hi))
-            .unwrap_or_default();
-        if !(self.min >= first_lo && self.min <= first_hi) {
-            self.min = self.min.clamp(first_lo, first_hi);
+        // Value range of the lowest and highest non-empty buckets (only those two).
+        let s = self.scale;
+        let neg_range = |i: i32| (-bucket_upper(s, i), -bucket_lower(s, i));
+        let pos_range = |i: i32| (bucket_lower(s, i), bucket_upper(s, i));
+        let first = match (self.negative.last(), self.zero_count, self.positive.first()) {
+            (Some(&(i, _)), _, _) => neg_range(i),
+            (None, z, _) if z > 0 => (0.0, 0.0),
+            (None, _, Some(&(i, _))) => pos_range(i),
+            _ => return,
+        };
+        let last = match (self.positive.last(), self.zero_count, self.negative.first()) {
+            (Some(&(i, _)), _, _) => pos_range(i),
+            (None, z, _) if z > 0 => (0.0, 0.0),
+            (None, _, Some(&(i, _))) => neg_range(i),
+            _ => return,
+        };
+        if !(self.min >= first.0 && self.min <= first.1) {
+            self.min = self.min.clamp(first.0, first.1);
         }
-        if !(self.max >= last_lo && self.max <= last_hi) {
-            self.max = self.max.clamp(last_lo, last_hi);
+        if !(self.max >= last.0 && self.max <= last.1) {
+            self.max = self.max.clamp(last.0, last.1);
         }
     }
 }

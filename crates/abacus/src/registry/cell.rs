@@ -36,7 +36,12 @@ impl MetricKind {
 }
 
 /// The atomics of one series in one shard.
+///
+/// The histogram is stored inline, not boxed: one dependent load less on every record.
+/// The price is that counter cells are as large as histogram cells (about 400 bytes per
+/// series and shard, see the memory formula in DESIGN.md).
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum CellData {
     /// Counter value (`u64`) or float counter (`f64` bits).
     Scalar(AtomicU64),
@@ -67,9 +72,7 @@ impl Cell {
     pub(crate) fn new(series_id: u64, kind: MetricKind, scale: u8) -> Cell {
         let data = match kind {
             MetricKind::Counter | MetricKind::FloatCounter => CellData::Scalar(AtomicU64::new(0)),
-            MetricKind::Histogram => {
-                CellData::Histogram(AtomicHistogram::new(Domain::U64, scale))
-            }
+            MetricKind::Histogram => CellData::Histogram(AtomicHistogram::new(Domain::U64, scale)),
             MetricKind::FloatHistogram => {
                 CellData::Histogram(AtomicHistogram::new(Domain::F64, scale))
             }

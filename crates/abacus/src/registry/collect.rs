@@ -65,25 +65,34 @@ impl Scratch {
     fn raw(&mut self, kind: MetricKind) -> &mut RawHistogram {
         let d = domain(kind);
         let scale = self.scale;
-        let slot = if d == Domain::F64 { &mut self.float } else { &mut self.integer };
+        let slot = if d == Domain::F64 {
+            &mut self.float
+        } else {
+            &mut self.integer
+        };
         slot.get_or_insert_with(|| RawHistogram::new(d, scale))
     }
 }
 
 /// Cumulative totals of `cells` plus the shared cell. For histograms, the window extremes
 /// are left in `scratch` for [`to_value`].
-fn read_totals(series: &Series, cells: &[CellRef], scratch: &mut Scratch, reset_extremes: bool) -> Totals {
+fn read_totals(
+    series: &Series,
+    cells: &[Option<CellRef>],
+    scratch: &mut Scratch,
+    reset_extremes: bool,
+) -> Totals {
     match series.kind {
         MetricKind::Counter => {
             let mut n = series.shared.scalar();
-            for c in cells {
+            for c in cells.iter().flatten() {
                 n = n.wrapping_add(c.scalar());
             }
             Totals::Scalar(n)
         }
         MetricKind::FloatCounter => {
             let mut x = f64::from_bits(series.shared.scalar());
-            for c in cells {
+            for c in cells.iter().flatten() {
                 x += f64::from_bits(c.scalar());
             }
             Totals::Scalar(x.to_bits())
@@ -94,16 +103,12 @@ fn read_totals(series: &Series, cells: &[CellRef], scratch: &mut Scratch, reset_
             let raw = scratch.raw(series.kind);
             raw.reset();
             series.shared.read_histogram(raw, reset_extremes);
-            for c in cells {
+            for c in cells.iter().flatten() {
                 c.read_histogram(raw, reset_extremes);
             }
             Totals::Histogram(raw.totals())
         }
     }
-}
-
-fn live_cells(series: &Series) -> Vec<CellRef> {
-    sync::read(&series.cells).by_shard.iter().flatten().cloned().collect()
 }
 
 /// Turns totals (cumulative or delta) into a public value; histogram extremes come from
@@ -132,6 +137,17 @@ fn minus(kind: MetricKind, now: &Totals, before: &Totals) -> Totals {
     }
 }
 
+/// Orders series by key hash, then key: deterministic and cheap (a `u64` compare instead
+/// of string compares); equal keys end up adjacent.
+fn sort_series(out: &mut [SeriesSnapshot]) {
+    out.sort_unstable_by(|a, b| {
+        a.key
+            .hash64()
+            .cmp(&b.key.hash64())
+            .then_with(|| a.key.cmp(&b.key))
+    });
+}
+
 fn snapshot_of(series: &Series, value: Value) -> SeriesSnapshot {
     SeriesSnapshot {
         key: series.key.clone(),
@@ -148,8 +164,10 @@ pub(crate) fn cumulative(registry: &Registry) -> Snapshot {
         .all_series()
         .iter()
         .map(|series| {
-            let cells = live_cells(series);
-            let totals = read_totals(series, &cells, &mut scratch, false);
+            // Read lock held while reading: writers only take this lock to add a shard's cell.
+            let cells = sync::read(&series.cells);
+            let totals = read_totals(series, &cells.by_shard, &mut scratch, false);
+            drop(cells);
             if matches!(totals, Totals::Histogram(_)) {
                 let st = sync::lock(&series.state);
                 let raw = scratch.raw(series.kind);
@@ -159,7 +177,7 @@ pub(crate) fn cumulative(registry: &Registry) -> Snapshot {
             snapshot_of(series, to_value(series, totals, &mut scratch))
         })
         .collect();
-    out.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    sort_series(&mut out);
     Snapshot {
         start: inner.created,
         end: SystemTime::now(),
@@ -169,7 +187,11 @@ pub(crate) fn cumulative(registry: &Registry) -> Snapshot {
 
 /// Delta of one series since the collector's previous read; updates the collector state.
 /// Returns the value and whether anything happened in the window.
-fn series_delta(series: &Series, cells: &[CellRef], scratch: &mut Scratch) -> (Value, bool) {
+fn series_delta(
+    series: &Series,
+    cells: &[Option<CellRef>],
+    scratch: &mut Scratch,
+) -> (Value, bool) {
     let mut st = sync::lock(&series.state);
     let totals = read_totals(series, cells, scratch, true);
     let delta = minus(series.kind, &totals, &st.prev);
@@ -203,8 +225,9 @@ pub(crate) fn delta(registry: &Registry) -> Snapshot {
     let mut out = Vec::new();
     let mut evicted_any = false;
     for series in inner.all_series() {
-        let cells = live_cells(&series);
-        let (value, active) = series_delta(&series, &cells, &mut scratch);
+        let cells = sync::read(&series.cells);
+        let (value, active) = series_delta(&series, &cells.by_shard, &mut scratch);
+        drop(cells);
         let idle_limit = inner.config.evict_after_idle;
         let evict = {
             let mut st = sync::lock(&series.state);
@@ -240,7 +263,7 @@ pub(crate) fn delta(registry: &Registry) -> Snapshot {
         inner.bump_evict_epoch();
     }
     collect_retiring(&mut collector, &mut scratch, &mut out);
-    out.sort_by(|a, b| a.key.cmp(&b.key));
+    sort_series(&mut out);
     // Residues of retiring series can share a key with a live series created since: merge.
     let mut merged: Vec<SeriesSnapshot> = Vec::with_capacity(out.len());
     for s in out {
@@ -283,7 +306,12 @@ pub(crate) fn collect_retiring(
         // `get_mut` succeeds only when no other `Arc` exists (with an Acquire that pairs with
         // their drops): then no one can still write the series' shared cell either.
         let series_exclusive = exclusive && Arc::get_mut(&mut series).is_some();
-        let all: Vec<CellRef> = owned.iter().chain(still_shared.iter()).cloned().collect();
+        let all: Vec<Option<CellRef>> = owned
+            .iter()
+            .chain(still_shared.iter())
+            .cloned()
+            .map(Some)
+            .collect();
         let (value, active) = series_delta(&series, &all, scratch);
         drop(all);
         if active {

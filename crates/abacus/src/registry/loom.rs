@@ -27,7 +27,11 @@ fn counter_total(out: &[SeriesSnapshot]) -> u64 {
 fn shard_handover_loses_no_plain_store() {
     loom::model(|| {
         let pool = Arc::new(Mutex::new(ShardPool::default()));
-        let cells: Arc<Vec<Cell>> = Arc::new((0..2).map(|_| Cell::new(1, MetricKind::Counter, 4)).collect());
+        let cells: Arc<Vec<Cell>> = Arc::new(
+            (0..2)
+                .map(|_| Cell::new(1, MetricKind::Counter, 4))
+                .collect(),
+        );
         let threads: Vec<_> = (0..2)
             .map(|_| {
                 let (pool, cells) = (pool.clone(), cells.clone());
@@ -99,8 +103,14 @@ fn retired_cells_are_read_until_the_last_writer_lets_go() {
         collect_retiring(&mut collector, &mut scratch, &mut out);
         writer.join().unwrap();
         collect_retiring(&mut collector, &mut scratch, &mut out);
-        assert!(collector.zombies.is_empty(), "freed once the writer dropped its reference");
+        assert!(
+            collector.zombies.is_empty(),
+            "freed once the writer dropped its reference"
+        );
         let total = counter_total(&out);
-        assert!(total == 2 || total == 11, "every write reported exactly once, got {total}");
+        assert!(
+            total == 2 || total == 11,
+            "every write reported exactly once, got {total}"
+        );
     });
 }
