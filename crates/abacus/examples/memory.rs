@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p abacus --example memory -- series    # 10,000 series from 2 threads
+//! cargo run --release -p abacus --example memory -- wide      # same, values spread over 1 ms .. 60 s
 //! cargo run --release -p abacus --example memory -- points    # 1,000,000 recorded points
 //! ```
 
@@ -26,9 +27,11 @@ fn main() {
         .expect("valid config");
     let names: Vec<String> = (0..10_000).map(|i| format!("service-{i:05}")).collect();
     match mode.as_str() {
-        "series" => {
-            // 10,000 latency series, each recorded from 2 threads, values spread over
-            // 1 ms .. 60 s so every series touches many octaves (a pessimistic case).
+        "series" | "wide" => {
+            // 10,000 latency series, each recorded from 2 threads, 100 samples per thread.
+            // `series`: log-normal latencies (median ~50 ms, sigma ~1.2, like the benches).
+            // `wide`: spread over 1 ms .. 60 s so every series touches many octaves.
+            let wide = mode == "wide";
             std::thread::scope(|s| {
                 for t in 0..2u64 {
                     let (registry, names) = (&registry, &names);
@@ -39,7 +42,13 @@ fn main() {
                                 x ^= x << 13;
                                 x ^= x >> 7;
                                 x ^= x << 17;
-                                let v = 1 + (x % 60_000) / (1 + round % 64);
+                                let v = if wide {
+                                    1 + (x % 60_000) / (1 + round % 64)
+                                } else {
+                                    // Sum of 4 uniforms ~ normal; exp gives log-normal.
+                                    let g: f64 = (0..4).map(|k| ((x >> (k * 16)) & 0xffff) as f64 / 65536.0).sum();
+                                    (50.0 * ((g - 2.0) * 2.1).exp()).clamp(1.0, 10_000.0) as u64
+                                };
                                 registry.record_latency(name, v);
                             }
                         }

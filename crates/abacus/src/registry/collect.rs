@@ -84,14 +84,14 @@ fn read_totals(
 ) -> Totals {
     match series.kind {
         MetricKind::Counter => {
-            let mut n = series.shared.scalar();
+            let mut n = series.shared_if_used().map_or(0, |c| c.scalar());
             for c in cells.iter().flatten() {
                 n = n.wrapping_add(c.scalar());
             }
             Totals::Scalar(n)
         }
         MetricKind::FloatCounter => {
-            let mut x = f64::from_bits(series.shared.scalar());
+            let mut x = series.shared_if_used().map_or(0.0, |c| f64::from_bits(c.scalar()));
             for c in cells.iter().flatten() {
                 x += f64::from_bits(c.scalar());
             }
@@ -102,7 +102,9 @@ fn read_totals(
         MetricKind::Histogram | MetricKind::FloatHistogram => {
             let raw = scratch.raw(series.kind);
             raw.reset();
-            series.shared.read_histogram(raw, reset_extremes);
+            if let Some(c) = series.shared_if_used() {
+                c.read_histogram(raw, reset_extremes);
+            }
             for c in cells.iter().flatten() {
                 c.read_histogram(raw, reset_extremes);
             }
@@ -251,7 +253,9 @@ pub(crate) fn delta(registry: &Registry) -> Snapshot {
             for c in &taken {
                 c.retire();
             }
-            series.shared.retire();
+            if let Some(c) = series.shared_if_used() {
+                c.retire();
+            }
             collector.zombies.push(Retiring {
                 series: series.clone(),
                 cells: taken,

@@ -300,7 +300,7 @@ impl Registry {
             let labels = [("service", service)];
             let key = KeyRef::new(&inner.config.latency_metric, &labels);
             if let Some(r) = self.resolve(key, MetricKind::Histogram, Unit::Milliseconds, false) {
-                r.series.shared.observe_u64::<true>(latency_ms, 1);
+                r.series.shared().observe_u64::<true>(latency_ms, 1);
             }
         }
     }
@@ -564,7 +564,7 @@ impl Registry {
         });
         if done.is_none() {
             if let Some(r) = self.resolve(key, kind, unit, false) {
-                op(&r.series.shared, true);
+                op(r.series.shared(), true);
             }
         }
     }
@@ -675,7 +675,7 @@ impl HandleTarget {
             true
         });
         if done != Some(true) {
-            op(&series.shared, true);
+            op(series.shared(), true);
         }
     }
 }
@@ -688,7 +688,7 @@ impl HandleTarget {
             .by_shard
             .iter()
             .flatten()
-            .fold(self.series.shared.scalar(), |acc, c| {
+            .fold(self.series.shared_if_used().map_or(0, |c| c.scalar()), |acc, c| {
                 acc.wrapping_add(c.scalar())
             })
     }
@@ -885,5 +885,21 @@ impl Inner {
     pub(crate) fn bump_evict_epoch(&self) {
         // Relaxed: a hint for the sweep, see `LocalShard::sweep_if_evicted`.
         self.evict_epoch.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn print_sizes() {
+        use crossbeam_utils::CachePadded;
+        eprintln!(
+            "SIZES cell={} padded_cell={} series={} hist={} local_shard={}",
+            std::mem::size_of::<super::Cell>(),
+            std::mem::size_of::<CachePadded<super::Cell>>(),
+            std::mem::size_of::<super::Series>(),
+            std::mem::size_of::<crate::histogram::atomic::AtomicHistogram>(),
+            std::mem::size_of::<super::local::LocalShard>(),
+        );
     }
 }

@@ -51,7 +51,9 @@ pub(crate) struct Series {
     pub(crate) cells: RwLock<SeriesCells>,
     /// Fallback cell written with read-modify-write operations, for callers that cannot use
     /// their thread-local shard (thread-local storage being torn down, or re-entrancy).
-    pub(crate) shared: CellRef,
+    /// Allocated on first use (rare), so it costs a pointer until then.
+    shared: std::sync::OnceLock<CellRef>,
+    scale: u8,
     /// Gauge value (`f64` bits); unused for other kinds.
     pub(crate) gauge: AtomicU64,
     /// Whether `add`/`sub` was ever used on this gauge: such gauges hold a level that
@@ -87,7 +89,8 @@ impl Series {
             unit,
             overflow,
             cells: RwLock::new(SeriesCells::default()),
-            shared: Cell::new_ref(id, kind, scale),
+            shared: std::sync::OnceLock::new(),
+            scale,
             gauge: AtomicU64::new(0f64.to_bits()),
             gauge_relative: AtomicBool::new(false),
             handles: AtomicUsize::new(0),
@@ -123,6 +126,16 @@ impl Series {
         let c =
             cells.by_shard[shard].get_or_insert_with(|| Cell::new_ref(self.id, self.kind, scale));
         Some(c.clone())
+    }
+
+    /// The shared fallback cell, created on first use.
+    pub(crate) fn shared(&self) -> &CellRef {
+        self.shared.get_or_init(|| Cell::new_ref(self.id, self.kind, self.scale))
+    }
+
+    /// The shared fallback cell if it was ever used.
+    pub(crate) fn shared_if_used(&self) -> Option<&CellRef> {
+        self.shared.get()
     }
 
     /// Sets the gauge.
