@@ -75,6 +75,50 @@ fn main() {
         );
         return;
     }
+    if mode == "spread" || mode == "spread-latency" {
+        // 10,000 series, uniformly random access: memory-bound behaviour.
+        let names: Vec<String> = (0..10_000).map(|i| format!("svc-{i:05}")).collect();
+        let handles: Vec<_> = names.iter().map(|s| registry.latency(s)).collect();
+        let mut x = 0x9e37_79b9_u64;
+        for (i, h) in handles.iter().enumerate() {
+            h.record(1 + i as u64 % 100);
+            registry.record_latency(&names[i], 1 + i as u64 % 100);
+        }
+        let started = std::time::Instant::now();
+        for _ in 0..n {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let i = (x % 10_000) as usize;
+            if mode == "spread" {
+                handles[i].record(1 + (x >> 32) % 5000);
+            } else {
+                registry.record_latency(&names[i], 1 + (x >> 32) % 5000);
+            }
+        }
+        println!(
+            "{:.1} ns/op",
+            started.elapsed().as_nanos() as f64 / n as f64
+        );
+        let plain: Vec<[std::sync::atomic::AtomicU64; 8]> =
+            (0..10_000).map(|_| Default::default()).collect();
+        let started = std::time::Instant::now();
+        for _ in 0..n {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let c = &plain[(x % 10_000) as usize][(x >> 40) as usize % 8];
+            c.store(
+                c.load(std::sync::atomic::Ordering::Relaxed) + 1,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        println!(
+            "yardstick: one random line of 640 KB: {:.1} ns/op",
+            started.elapsed().as_nanos() as f64 / n as f64
+        );
+        return;
+    }
     let handle = mode == "handle";
     let mut x = 0x9e37_79b9_u64;
     for _ in 0..n {

@@ -46,7 +46,9 @@ fn main() {
                                     1 + (x % 60_000) / (1 + round % 64)
                                 } else {
                                     // Sum of 4 uniforms ~ normal; exp gives log-normal.
-                                    let g: f64 = (0..4).map(|k| ((x >> (k * 16)) & 0xffff) as f64 / 65536.0).sum();
+                                    let g: f64 = (0..4)
+                                        .map(|k| ((x >> (k * 16)) & 0xffff) as f64 / 65536.0)
+                                        .sum();
                                     (50.0 * ((g - 2.0) * 2.1).exp()).clamp(1.0, 10_000.0) as u64
                                 };
                                 registry.record_latency(name, v);

@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use abacus::Registry;
-use abacus::flush::{CallbackSink, ChannelSink, Flusher, JsonLinesSink, MemorySink, Sink, TableSink};
+use abacus::flush::{
+    CallbackSink, ChannelSink, Flusher, JsonLinesSink, MemorySink, Sink, TableSink,
+};
 
 /// A `Write` whose bytes can be read after the sink consumed it.
 #[derive(Clone, Default)]
@@ -36,10 +38,10 @@ fn background_flusher_delivers_windows_on_its_interval() {
         assert!(Instant::now() < deadline, "flusher did not tick");
         std::thread::sleep(Duration::from_millis(5));
     }
-    let first_with_data = sink
-        .windows()
-        .into_iter()
-        .find_map(|w| w.histogram("latency", &[("service", "api")]).map(|h| h.count));
+    let first_with_data = sink.windows().into_iter().find_map(|w| {
+        w.histogram("latency", &[("service", "api")])
+            .map(|h| h.count)
+    });
     assert_eq!(first_with_data, Some(1));
     assert!(flusher.stats().windows >= 3);
     flusher.shutdown();
@@ -85,7 +87,10 @@ fn json_lines_sink_writes_one_parsable_object_per_window() {
     registry.record_latency("api", 1);
     sink.export(&registry.delta()).unwrap();
     let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2);
     let series = lines[0]["series"].as_array().unwrap();
     let latency = series.iter().find(|s| s["name"] == "latency").unwrap();
@@ -122,10 +127,14 @@ fn table_sink_shows_count_and_percentiles_per_service() {
         registry.record_latency("checkout", v);
     }
     let out = Shared::default();
-    TableSink::new(out.clone()).export(&registry.delta()).unwrap();
+    TableSink::new(out.clone())
+        .export(&registry.delta())
+        .unwrap();
     let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
     let header = text.lines().nth(1).unwrap();
-    for col in ["series", "count", "rate/s", "min", "p50", "p95", "p99", "max"] {
+    for col in [
+        "series", "count", "rate/s", "min", "p50", "p95", "p99", "max",
+    ] {
         assert!(header.contains(col), "{text}");
     }
     let row = text.lines().find(|l| l.contains("checkout")).unwrap();
@@ -148,7 +157,10 @@ fn channel_sink_never_blocks_and_counts_what_it_drops() {
     assert_eq!(dropped.load(std::sync::atomic::Ordering::Relaxed), 2);
     assert!(rx.try_recv().is_ok());
     drop(rx);
-    assert!(sink.export(&registry.delta()).is_err(), "a closed receiver is an error");
+    assert!(
+        sink.export(&registry.delta()).is_err(),
+        "a closed receiver is an error"
+    );
 }
 
 #[test]
@@ -181,6 +193,9 @@ fn a_failing_sink_does_not_stop_the_others() {
 
 #[test]
 fn zero_interval_is_refused() {
-    let err = Flusher::builder(Registry::new()).interval(Duration::ZERO).build().unwrap_err();
+    let err = Flusher::builder(Registry::new())
+        .interval(Duration::ZERO)
+        .build()
+        .unwrap_err();
     assert_eq!(err, abacus::BuildError::ZeroInterval);
 }

@@ -91,7 +91,9 @@ fn read_totals(
             Totals::Scalar(n)
         }
         MetricKind::FloatCounter => {
-            let mut x = series.shared_if_used().map_or(0.0, |c| f64::from_bits(c.scalar()));
+            let mut x = series
+                .shared_if_used()
+                .map_or(0.0, |c| f64::from_bits(c.scalar()));
             for c in cells.iter().flatten() {
                 x += f64::from_bits(c.scalar());
             }

@@ -54,8 +54,9 @@ pub(crate) struct LocalShard {
     pub(crate) shard: usize,
     /// The registry's eviction epoch when the caches were last swept.
     epoch: u64,
-    /// `record_latency` cache: service name to this shard's cell.
-    pub(crate) latency: HashMap<Box<str>, CellRef, foldhash::fast::RandomState>,
+    /// `record_latency` cache: service name to this shard's cell. Names up to 24 bytes are
+    /// stored inline in the table, so a lookup does not chase a pointer to compare them.
+    pub(crate) latency: HashMap<compact_str::CompactString, CellRef, foldhash::fast::RandomState>,
     /// By-name cache for every other series.
     pub(crate) keyed: HashMap<Key, CellRef, BuildKeyHasher>,
     /// Handle cache indexed by series slot; an entry is valid when its cell's `series_id`

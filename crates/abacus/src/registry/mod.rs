@@ -684,13 +684,10 @@ impl HandleTarget {
     /// Sum of the series' scalar cells (integer counters).
     pub(crate) fn scalar_total(&self) -> u64 {
         let cells = sync::read(&self.series.cells);
-        cells
-            .by_shard
-            .iter()
-            .flatten()
-            .fold(self.series.shared_if_used().map_or(0, |c| c.scalar()), |acc, c| {
-                acc.wrapping_add(c.scalar())
-            })
+        cells.by_shard.iter().flatten().fold(
+            self.series.shared_if_used().map_or(0, |c| c.scalar()),
+            |acc, c| acc.wrapping_add(c.scalar()),
+        )
     }
 }
 

@@ -130,7 +130,8 @@ impl Series {
 
     /// The shared fallback cell, created on first use.
     pub(crate) fn shared(&self) -> &CellRef {
-        self.shared.get_or_init(|| Cell::new_ref(self.id, self.kind, self.scale))
+        self.shared
+            .get_or_init(|| Cell::new_ref(self.id, self.kind, self.scale))
     }
 
     /// The shared fallback cell if it was ever used.
