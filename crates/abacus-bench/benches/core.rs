@@ -60,7 +60,12 @@ fn snapshot(c: &mut Criterion) {
     let mut group = c.benchmark_group("core/snapshot");
     let inputs = Workload::Zipf10k.inputs();
     for series in [1_000usize, 10_000] {
-        let registry = Registry::builder().max_series(20_000).build().unwrap();
+        // No eviction: repeated deltas over idle series would otherwise evict them all.
+        let registry = Registry::builder()
+            .max_series(20_000)
+            .evict_after_idle(0)
+            .build()
+            .unwrap();
         // 100 samples per series from 2 threads (2 shards per series).
         std::thread::scope(|s| {
             for t in 0..2 {

@@ -154,32 +154,46 @@ impl Histogram {
     }
 
     /// Records one integer sample.
-    #[inline]
+    #[inline(always)]
     pub fn record(&self, v: u64) {
         self.record_n(v, 1);
     }
 
     /// Records `n` samples of the integer `v`.
-    #[inline]
+    #[inline(always)]
     pub fn record_n(&self, v: u64, n: u64) {
         if let Some(t) = &self.target {
-            if self.float {
-                t.with_cell(|c, shared| {
-                    if shared {
-                        c.observe_f64::<true>(v as f64, n)
-                    } else {
-                        c.observe_f64::<false>(v as f64, n)
-                    }
-                });
-            } else {
-                t.with_cell(|c, shared| {
-                    if shared {
-                        c.observe_u64::<true>(v, n)
-                    } else {
-                        c.observe_u64::<false>(v, n)
-                    }
-                });
+            if !self.float {
+                if let Some(c) = t.cached_cell() {
+                    // The fast path: this thread's own cell, plain stores.
+                    c.observe_u64::<false>(v, n);
+                    return;
+                }
             }
+        }
+        self.record_n_slow(v, n);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn record_n_slow(&self, v: u64, n: u64) {
+        let Some(t) = &self.target else { return };
+        if self.float {
+            t.with_cell(|c, shared| {
+                if shared {
+                    c.observe_f64::<true>(v as f64, n)
+                } else {
+                    c.observe_f64::<false>(v as f64, n)
+                }
+            });
+        } else {
+            t.with_cell_slow(|c, shared| {
+                if shared {
+                    c.observe_u64::<true>(v, n)
+                } else {
+                    c.observe_u64::<false>(v, n)
+                }
+            });
         }
     }
 

@@ -127,14 +127,10 @@ pub(crate) fn key_f64(key: u64) -> f64 {
 
 /// A histogram's atomics. See the module docs of [`crate::histogram`].
 #[derive(Debug)]
+// `repr(C)`: the fields every record touches (sum, extremes, zero, layout) share the first
+// cache line; the group pointers follow.
+#[repr(C)]
 pub(crate) struct AtomicHistogram {
-    table: &'static IndexTable,
-    domain: Domain,
-    /// Index of the domain's lowest bucket: positions are `index - base`.
-    base: i32,
-    /// `scale + log2(GROUP_OCTAVES)` and `GROUP_OCTAVES << scale`.
-    group_shift: u32,
-    group_len: usize,
     /// Samples equal to zero (or below the zero threshold in the `F64` domain).
     zero: AtomicU64,
     /// `U64`: wrapping sum of values. `F64`: `f64` bits of the sum.
@@ -143,6 +139,16 @@ pub(crate) struct AtomicHistogram {
     min: AtomicU64,
     /// Window maximum as an order key (`0` when empty); reset by the collector with `swap`.
     max: AtomicU64,
+    /// Index of the domain's lowest bucket: positions are `index - base`.
+    base: i32,
+    /// `GROUP_OCTAVES << scale` and its log2.
+    group_len: u32,
+    group_shift: u8,
+    scale: u8,
+    domain: Domain,
+    /// The index table of `scale` (a static). After the fields above, which fill the
+    /// cell's first cache line, and before the group pointers, which it shares a line with.
+    table: &'static IndexTable,
     /// Positive buckets of the `U64` domain.
     narrow: [OnceLock<Group>; U64_GROUPS],
     /// `[positive, negative]` buckets of the `F64` domain.
@@ -151,8 +157,7 @@ pub(crate) struct AtomicHistogram {
 
 impl AtomicHistogram {
     pub(crate) fn new(domain: Domain, scale: u8) -> Self {
-        let table = IndexTable::get(scale);
-        let scale = table.scale();
+        let scale = IndexTable::get(scale).scale();
         let (wide, min_octave) = match domain {
             Domain::U64 => (None, U64_MIN_OCTAVE),
             Domain::F64 => (
@@ -161,11 +166,12 @@ impl AtomicHistogram {
             ),
         };
         AtomicHistogram {
-            table,
             domain,
+            scale: scale as u8,
+            table: IndexTable::get(scale as u8),
             base: min_octave << scale,
-            group_shift: scale + GROUP_OCTAVES.trailing_zeros(),
-            group_len: GROUP_OCTAVES << scale,
+            group_shift: (scale + GROUP_OCTAVES.trailing_zeros()) as u8,
+            group_len: (GROUP_OCTAVES << scale) as u32,
             zero: AtomicU64::new(0),
             sum: AtomicU64::new(0),
             min: AtomicU64::new(u64::MAX),
@@ -186,9 +192,15 @@ impl AtomicHistogram {
         Some(group_counter(
             groups,
             p as usize,
-            self.group_shift,
-            self.group_len,
+            u32::from(self.group_shift),
+            self.group_len as usize,
         ))
+    }
+
+    /// The index table of this histogram's scale (a static, hot in cache).
+    #[inline]
+    fn table(&self) -> &'static IndexTable {
+        self.table
     }
 
     /// Positive and negative bucket groups of either domain.
@@ -204,7 +216,7 @@ impl AtomicHistogram {
         if h.count == 0 {
             return;
         }
-        let ours = self.table.scale() as i32;
+        let ours = self.table().scale() as i32;
         let theirs = i32::from(h.scale);
         let map = |i: i32| -> i32 {
             if theirs >= ours {
@@ -274,12 +286,13 @@ impl AtomicHistogram {
             bump::<SHARED>(&self.zero, n);
         } else {
             // Integers >= 1 are always in range: position = index + 2^scale >= 0.
-            let p = (self.table.index_u64(v) - self.base) as usize;
+            let p = (self.table().index_u64(v) - self.base) as usize;
             // Always in range for integers: no clamp needed (the bounds check stays, it is
             // one well-predicted branch).
+            let len = self.group_len as usize;
             let group = self.narrow[p >> self.group_shift]
-                .get_or_init(|| (0..self.group_len).map(|_| AtomicU64::new(0)).collect());
-            bump::<SHARED>(&group[p & (self.group_len - 1)], n);
+                .get_or_init(|| (0..len).map(|_| AtomicU64::new(0)).collect());
+            bump::<SHARED>(&group[p & (len - 1)], n);
         }
         bump::<SHARED>(&self.sum, v.wrapping_mul(n));
         self.update_extremes(v);
@@ -299,9 +312,9 @@ impl AtomicHistogram {
         }
         let (positive, negative) = self.signs();
         let counter = if v > 0.0 {
-            self.counter_at(positive, self.table.index(v))
+            self.counter_at(positive, self.table().index(v))
         } else if v < 0.0 {
-            self.counter_at(negative, self.table.index(-v))
+            self.counter_at(negative, self.table().index(-v))
         } else {
             None
         };
@@ -357,17 +370,44 @@ impl AtomicHistogram {
         acc.max_key = acc.max_key.max(max);
         let (positive, negative) = self.signs();
         for (sign, groups) in [positive, negative].into_iter().enumerate() {
+            // Gather the allocated groups first, then read them a cache line at a time
+            // *across* groups: the loads of different groups are independent, so their cache
+            // misses overlap instead of being paid one group after another.
+            let mut present: [(usize, &[AtomicU64]); 8] = [(0, &[]); 8];
+            let mut n = 0;
             for (g, group) in groups.iter().enumerate() {
                 let Some(group) = group.get() else { continue };
                 acc.touched[sign] |= 1 << g;
-                let start = g * group.len();
-                for (slot, counter) in acc.dense[sign][start..start + group.len()]
-                    .iter_mut()
-                    .zip(group.iter())
-                {
-                    // Relaxed: monotone counter, read for its value only.
-                    *slot += counter.load(Ordering::Relaxed);
+                present[n] = (g, group);
+                n += 1;
+                if n == present.len() {
+                    add_groups(&present[..n], &mut acc.dense[sign]);
+                    n = 0;
                 }
+            }
+            add_groups(&present[..n], &mut acc.dense[sign]);
+        }
+    }
+}
+
+/// Adds the counters of `groups` (group index, counters) into `dense`, line by line across
+/// the groups (see `read_into`).
+fn add_groups(groups: &[(usize, &[AtomicU64])], dense: &mut [u64]) {
+    const LINE: usize = 8;
+    let Some(&(_, first)) = groups.first() else {
+        return;
+    };
+    let len = first.len();
+    for line in (0..len).step_by(LINE) {
+        for &(g, group) in groups {
+            let start = g * len + line;
+            let end = (line + LINE).min(len);
+            for (slot, counter) in dense[start..start + (end - line)]
+                .iter_mut()
+                .zip(&group[line..end])
+            {
+                // Relaxed: monotone counter, read for its value only.
+                *slot += counter.load(Ordering::Relaxed);
             }
         }
     }

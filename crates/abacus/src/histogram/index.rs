@@ -52,6 +52,7 @@ static TABLES: [OnceLock<IndexTable>; (MAX_SCALE as usize) + 1] =
 
 impl IndexTable {
     /// The shared table for `scale` (clamped to `MAX_SCALE`).
+    #[inline]
     pub(crate) fn get(scale: u8) -> &'static IndexTable {
         let scale = scale.min(MAX_SCALE as u8);
         TABLES[scale as usize].get_or_init(|| IndexTable::build(u32::from(scale)))

@@ -42,6 +42,9 @@ impl MetricKind {
 /// series and shard, see the memory formula in DESIGN.md).
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
+// `repr(u8)`: the tag comes first, on the same cache line as the histogram's hot fields
+// (the default layout put it at the end, a separate line read on every collection).
+#[repr(u8)]
 pub(crate) enum CellData {
     /// Counter value (`u64`) or float counter (`f64` bits).
     Scalar(AtomicU64),
@@ -55,14 +58,16 @@ pub(crate) enum CellData {
 /// Written by exactly one thread at a time (the shard owner) with plain loads and stores,
 /// except the series' `shared` cell, which is written with read-modify-write operations.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Cell {
-    pub(crate) series_id: u64,
     /// Set once by the collector when the series is evicted. A writer that sees it drops
     /// its cached reference and re-resolves the key; a write that races the flag is still
     /// collected, because the collector keeps reading retired cells until it holds the only
-    /// reference to them.
+    /// reference to them. First, so that it shares a cache line with the tag of `data` and
+    /// the histogram's hot fields (`repr(C)`).
     retired: AtomicBool,
     pub(crate) data: CellData,
+    pub(crate) series_id: u64,
 }
 
 /// Cells are cache-line padded so two threads' cells never share a line.
@@ -133,7 +138,7 @@ impl Cell {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn observe_u64<const SHARED: bool>(&self, v: u64, n: u64) {
         if let CellData::Histogram(h) = &self.data {
             h.record_u64::<SHARED>(v, n);

@@ -5,7 +5,9 @@
 use std::cell::RefCell;
 use std::sync::{Arc, Weak};
 
-use hashbrown::HashMap;
+use std::hash::{Hash, Hasher};
+
+use hashbrown::{Equivalent, HashMap};
 
 use super::Inner;
 use crate::key::{BuildKeyHasher, Key};
@@ -46,6 +48,96 @@ impl ShardPool {
     }
 }
 
+/// A service name owned by the `record_latency` cache.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct ServiceKey(Box<str>);
+
+impl ServiceKey {
+    pub(crate) fn new(s: &str) -> Self {
+        ServiceKey(s.into())
+    }
+}
+
+impl Hash for ServiceKey {
+    #[inline(always)]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_service(self.0.as_bytes(), state);
+    }
+}
+
+/// Feeds a service name to the (seeded) hasher as at most two words plus its length. For
+/// names of up to 16 bytes the words (built from overlapping loads) and the length determine
+/// the name, so this is as collision-resistant as hashing the bytes, in fewer hasher rounds.
+#[inline(always)]
+fn hash_service<H: Hasher>(b: &[u8], state: &mut H) {
+    let n = b.len();
+    let le32 = |at: usize| u64::from(u32::from_le_bytes(word::<4>(b, at)));
+    let le64 = |at: usize| u64::from_le_bytes(word::<8>(b, at));
+    match n {
+        0..=3 => {
+            let v = if n == 0 {
+                0
+            } else {
+                u64::from(b[0]) | u64::from(b[n / 2]) << 8 | u64::from(b[n - 1]) << 16
+            };
+            state.write_u64(v | (n as u64) << 32);
+        }
+        4..=7 => {
+            state.write_u64(le32(0) | le32(n - 4) << 32);
+            state.write_usize(n);
+        }
+        8..=16 => {
+            state.write_u64(le64(0));
+            state.write_u64(le64(n - 8) ^ (n as u64).rotate_right(8));
+        }
+        _ => {
+            state.write(b);
+            state.write_usize(n);
+        }
+    }
+}
+
+fn word<const N: usize>(s: &[u8], at: usize) -> [u8; N] {
+    let mut w = [0u8; N];
+    w.copy_from_slice(&s[at..at + N]);
+    w
+}
+
+/// A borrowed service name for lookups: same hash as [`ServiceKey`], compared inline.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ServiceRef<'a>(pub(crate) &'a str);
+
+impl Hash for ServiceRef<'_> {
+    #[inline(always)]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_service(self.0.as_bytes(), state);
+    }
+}
+
+impl Equivalent<ServiceKey> for ServiceRef<'_> {
+    #[inline]
+    fn equivalent(&self, key: &ServiceKey) -> bool {
+        short_eq(self.0.as_bytes(), key.0.as_bytes())
+    }
+}
+
+/// Byte equality without a `memcmp` call for the short names services usually have: two
+/// overlapping word loads per side instead of a library call per lookup.
+#[inline]
+fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => word::<4>(a, 0) == word::<4>(b, 0) && word::<4>(a, n - 4) == word::<4>(b, n - 4),
+        8..=16 => word::<8>(a, 0) == word::<8>(b, 0) && word::<8>(a, n - 8) == word::<8>(b, n - 8),
+        _ => a == b,
+    }
+}
+
 /// One thread's view of one registry.
 #[derive(Debug)]
 pub(crate) struct LocalShard {
@@ -54,9 +146,8 @@ pub(crate) struct LocalShard {
     pub(crate) shard: usize,
     /// The registry's eviction epoch when the caches were last swept.
     epoch: u64,
-    /// `record_latency` cache: service name to this shard's cell. Names up to 24 bytes are
-    /// stored inline in the table, so a lookup does not chase a pointer to compare them.
-    pub(crate) latency: HashMap<compact_str::CompactString, CellRef, foldhash::fast::RandomState>,
+    /// `record_latency` cache: service name to this shard's cell.
+    pub(crate) latency: HashMap<ServiceKey, CellRef, foldhash::fast::RandomState>,
     /// By-name cache for every other series.
     pub(crate) keyed: HashMap<Key, CellRef, BuildKeyHasher>,
     /// Handle cache indexed by series slot; an entry is valid when its cell's `series_id`
@@ -185,4 +276,30 @@ fn switch(set: &mut LocalSet, inner: &Arc<Inner>) {
         }
     };
     set.current = Some(shard);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_eq;
+
+    #[test]
+    fn short_eq_agrees_with_slice_equality() {
+        let words: Vec<Vec<u8>> = (0..40usize)
+            .flat_map(|n| {
+                let base: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+                let mut variants = vec![base.clone()];
+                for i in 0..n {
+                    let mut v = base.clone();
+                    v[i] = b'Z';
+                    variants.push(v);
+                }
+                variants
+            })
+            .collect();
+        for a in &words {
+            for b in &words {
+                assert_eq!(short_eq(a, b), a == b, "{a:?} vs {b:?}");
+            }
+        }
+    }
 }

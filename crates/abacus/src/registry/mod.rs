@@ -31,7 +31,7 @@ use hashbrown::HashMap;
 pub use cell::MetricKind;
 pub(crate) use cell::{Cell, CellRef};
 pub(crate) use collect::Collector;
-use local::{ShardPool, thread_tag, with_local};
+use local::{ServiceKey, ServiceRef, ShardPool, thread_tag, with_local};
 pub(crate) use series::Series;
 
 use crate::error::BuildError;
@@ -277,12 +277,12 @@ impl Registry {
     pub fn record_latency(&self, service: &str, latency_ms: u64) {
         let inner = &self.inner;
         let done = with_local(inner, |local| {
-            if let Some(c) = local.latency.get(service) {
+            if let Some(c) = local.latency.get(&ServiceRef(service)) {
                 if !c.is_retired() {
                     c.observe_u64::<false>(latency_ms, 1);
                     return true;
                 }
-                local.latency.remove(service);
+                local.latency.remove(&ServiceRef(service));
             }
             let labels = [("service", service)];
             let key = KeyRef::new(&inner.config.latency_metric, &labels);
@@ -291,7 +291,7 @@ impl Registry {
             {
                 cell.observe_u64::<false>(latency_ms, 1);
                 if cacheable {
-                    local.latency.insert(service.into(), cell);
+                    local.latency.insert(ServiceKey::new(service), cell);
                 }
             }
             true
@@ -636,21 +636,28 @@ pub(crate) struct HandleTarget {
 }
 
 impl HandleTarget {
+    /// This thread's cell from the handle's own cache, when this thread owns it: the
+    /// no-lookup fast path (callers then record with the single-writer operations).
+    #[inline(always)]
+    pub(crate) fn cached_cell(&self) -> Option<&Cell> {
+        match self.cache.get() {
+            Some((tag, cell)) if *tag == thread_tag() => Some(cell),
+            _ => None,
+        }
+    }
+
     /// Runs `op` on this thread's cell of the handle's series: from the handle's own cache
     /// when this thread owns it, else from the thread's slot cache.
     #[inline]
     pub(crate) fn with_cell(&self, op: impl Fn(&Cell, bool)) {
-        if let Some((tag, cell)) = self.cache.get() {
-            if *tag == thread_tag() {
-                op(cell, false);
-                return;
-            }
+        match self.cached_cell() {
+            Some(cell) => op(cell, false),
+            None => self.with_cell_slow(op),
         }
-        self.with_cell_slow(op);
     }
 
     #[inline(never)]
-    fn with_cell_slow(&self, op: impl Fn(&Cell, bool)) {
+    pub(crate) fn with_cell_slow(&self, op: impl Fn(&Cell, bool)) {
         let series = &self.series;
         let done = with_local(&self.registry, |local| {
             if let Some(Some(c)) = local.by_slot.get(series.slot) {
