@@ -11,7 +11,9 @@
 use std::time::Duration;
 
 use abacus_bench::peers::{Abacus, Baseline, MetricsRs, Otel, Prom, PromClient};
-use abacus_bench::{Inputs, Target, Workload, run_by_name, run_cached};
+use std::sync::Arc;
+
+use abacus_bench::{Inputs, Mode, Pool, Target, Workload};
 use criterion::measurement::WallTime;
 use criterion::{
     BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
@@ -26,44 +28,43 @@ const THREADS: [usize; 3] = [1, 2, 4];
 /// A fresh target is built per group so series from other workloads don't
 /// linger. All series are registered (via `handles`) before anything is
 /// timed, so `by_name` measures steady-state lookups, not first inserts.
-fn bench_target<T: Target>(
+fn bench_target<T: Target + 'static>(
     group: &mut BenchmarkGroup<'_, WallTime>,
-    target: &T,
-    inputs: &Inputs,
+    target: T,
+    inputs: &Arc<Inputs>,
     threads: usize,
 ) {
-    let handles = target.handles(&inputs.services);
+    let target = Arc::new(target);
+    // Register every series before anything is timed, so `by_name` measures steady-state
+    // lookups, not first inserts.
+    let _ = target.handles(&inputs.services);
     target.maintain();
-
-    group.bench_function(BenchmarkId::new(target.name(), "by_name"), |b| {
-        b.iter_custom(|iters| {
-            let d = run_by_name(target, inputs, threads, iters);
-            target.maintain();
-            d
+    let name = target.name();
+    let pool = Pool::new(target.clone(), inputs.clone(), threads);
+    for (mode, label) in [(Mode::ByName, "by_name"), (Mode::Cached, "cached")] {
+        group.bench_function(BenchmarkId::new(name, label), |b| {
+            b.iter_custom(|iters| {
+                let d = pool.run(mode, iters);
+                target.maintain();
+                d
+            });
         });
-    });
-    group.bench_function(BenchmarkId::new(target.name(), "cached"), |b| {
-        b.iter_custom(|iters| {
-            let d = run_cached(&handles, inputs, threads, iters);
-            target.maintain();
-            d
-        });
-    });
+    }
 }
 
 fn peers(c: &mut Criterion) {
     for workload in Workload::ALL {
-        let inputs = workload.inputs();
+        let inputs = Arc::new(workload.inputs());
         for threads in THREADS {
             let mut group = c.benchmark_group(format!("peers/{}/t{threads}", workload.name()));
             group.throughput(Throughput::Elements(threads as u64));
 
-            bench_target(&mut group, &Baseline::new(), &inputs, threads);
-            bench_target(&mut group, &MetricsRs::new(), &inputs, threads);
-            bench_target(&mut group, &Prom::new(), &inputs, threads);
-            bench_target(&mut group, &PromClient::new(), &inputs, threads);
-            bench_target(&mut group, &Otel::new(), &inputs, threads);
-            bench_target(&mut group, &Abacus::new(), &inputs, threads);
+            bench_target(&mut group, Baseline::new(), &inputs, threads);
+            bench_target(&mut group, MetricsRs::new(), &inputs, threads);
+            bench_target(&mut group, Prom::new(), &inputs, threads);
+            bench_target(&mut group, PromClient::new(), &inputs, threads);
+            bench_target(&mut group, Otel::new(), &inputs, threads);
+            bench_target(&mut group, Abacus::new(), &inputs, threads);
 
             group.finish();
         }

@@ -33,7 +33,9 @@
 //! threads let workers borrow the target and inputs without `Arc`.)
 #![forbid(unsafe_code)]
 
-use std::sync::Barrier;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Barrier};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub mod peers;
@@ -336,6 +338,111 @@ pub fn run_cached<H: HandleSet>(
     })
 }
 
+/// Which path a [`Pool`] job exercises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// [`Target::record_by_name`].
+    ByName,
+    /// The worker's own [`Target::handles`].
+    Cached,
+}
+
+enum Job {
+    Run(Mode, u64),
+    Stop,
+}
+
+/// Persistent worker threads for one target, workload and thread count.
+///
+/// Real services record from long-lived threads, and each worker resolves its own
+/// handles once (the way per-thread handle clones are used), so the pool keeps its threads
+/// for the whole benchmark group: thread-local state (abacus's shards and caches, the
+/// allocator's arenas) is warm after the first sample, as it is in production. Creating
+/// threads per sample would charge thread-local set-up to every sample.
+pub struct Pool {
+    jobs: Vec<Sender<Job>>,
+    done: Receiver<(Instant, Instant)>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Pool {
+    /// Starts `threads` workers; each resolves its own handles before the first job.
+    pub fn new<T>(target: Arc<T>, inputs: Arc<Inputs>, threads: usize) -> Pool
+    where
+        T: Target + 'static,
+        T::Handles: 'static,
+    {
+        assert!(threads > 0, "need at least one thread");
+        let start = Arc::new(Barrier::new(threads));
+        let (done_tx, done) = channel();
+        let mut jobs = Vec::new();
+        let mut workers = Vec::new();
+        for t in 0..threads {
+            let (tx, rx) = channel::<Job>();
+            jobs.push(tx);
+            let (target, inputs, start, done_tx) = (
+                target.clone(),
+                inputs.clone(),
+                start.clone(),
+                done_tx.clone(),
+            );
+            workers.push(std::thread::spawn(move || {
+                let handles = target.handles(&inputs.services);
+                let ops = inputs.ops_array();
+                let services = inputs.services.as_slice();
+                while let Ok(Job::Run(mode, iters)) = rx.recv() {
+                    start.wait();
+                    let t0 = Instant::now();
+                    let mut i = Inputs::offset(t, threads);
+                    for _ in 0..iters {
+                        let op = ops[i & SEQ_MASK];
+                        match mode {
+                            Mode::ByName => {
+                                target.record_by_name(&services[op.service as usize], op.latency_ms)
+                            }
+                            Mode::Cached => handles.record(op.service as usize, op.latency_ms),
+                        }
+                        i = i.wrapping_add(1);
+                    }
+                    if done_tx.send((t0, Instant::now())).is_err() {
+                        return;
+                    }
+                }
+            }));
+        }
+        Pool {
+            jobs,
+            done,
+            workers,
+        }
+    }
+
+    /// Every worker makes `iters` records in `mode`; returns the wall time from the earliest
+    /// worker start to the latest worker end.
+    pub fn run(&self, mode: Mode, iters: u64) -> Duration {
+        for j in &self.jobs {
+            j.send(Job::Run(mode, iters)).expect("bench worker alive");
+        }
+        let spans: Vec<(Instant, Instant)> = (0..self.jobs.len())
+            .map(|_| self.done.recv().expect("bench worker alive"))
+            .collect();
+        let first = spans.iter().map(|s| s.0).min().expect("threads > 0");
+        let last = spans.iter().map(|s| s.1).max().expect("threads > 0");
+        last - first
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        for j in &self.jobs {
+            let _ = j.send(Job::Stop);
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,6 +540,22 @@ mod tests {
         assert!(points.iter().all(|(attrs, count)| {
             *count == 1 && attrs.len() == 1 && attrs[0].key.as_str() == LABEL_KEY
         }));
+    }
+
+    #[test]
+    fn pool_counts_every_record_in_both_modes() {
+        let inputs = Arc::new(Workload::Uniform100.inputs());
+        let target = Arc::new(peers::Abacus::new());
+        let pool = Pool::new(target.clone(), inputs.clone(), 2);
+        let _ = pool.run(Mode::ByName, 1000);
+        let _ = pool.run(Mode::Cached, 1000);
+        drop(pool);
+        let total: u64 = inputs
+            .services
+            .iter()
+            .map(|s| target.recorded_count(s).unwrap_or(0))
+            .sum();
+        assert_eq!(total, 4000);
     }
 
     #[test]
