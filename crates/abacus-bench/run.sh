@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs every benchmark of BENCHMARKS.md in one go (about 12 minutes on 2 cores) and prints
+# the tables with the ratios. Run it on an otherwise idle machine.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+rm -rf target/criterion
+cargo bench -p abacus-bench --bench peers --bench core --bench render --bench ordering "$@"
+python3 crates/abacus-bench/report.py target/criterion
