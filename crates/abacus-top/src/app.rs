@@ -3,7 +3,7 @@
 
 use std::cmp::Ordering;
 
-use ratatui::crossterm::event::KeyEvent;
+use ratatui::crossterm::event::{KeyEvent, KeyEventKind};
 
 use crate::client::{Poll, ServiceData};
 use crate::input::{Action, map_key};
@@ -188,7 +188,14 @@ pub fn update(state: &mut State, event: Event) {
         Event::Data(Err(e)) => state.error = Some(e),
         Event::Resize => {}
         Event::Key(key) => {
-            if let Some(action) = map_key(key, state.editing_filter) {
+            let action = map_key(key, state.editing_filter);
+            if state.show_help && key.kind != KeyEventKind::Release {
+                // Any key closes the help, mapped or not; q and Ctrl-C still quit.
+                state.show_help = false;
+                state.quit = action == Some(Action::Quit);
+                return;
+            }
+            if let Some(action) = action {
                 apply(state, action);
             }
         }
@@ -338,6 +345,13 @@ mod tests {
         apply(&mut s, Action::Down);
         assert!(!s.show_help);
         assert_eq!(s.selected, 0);
+        apply(&mut s, Action::Help);
+        let f5 = KeyEvent::new(
+            ratatui::crossterm::event::KeyCode::F(5),
+            ratatui::crossterm::event::KeyModifiers::NONE,
+        );
+        update(&mut s, Event::Key(f5));
+        assert!(!s.show_help && !s.quit);
         update(&mut s, Event::Data(Err("connection refused".into())));
         assert_eq!(s.error.as_deref(), Some("connection refused"));
         assert_eq!(names(&s).len(), 3);
