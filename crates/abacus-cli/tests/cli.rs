@@ -107,3 +107,39 @@ fn load_refuses_a_bad_profile_file_with_a_message() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least one phase"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn log_dir_rotates_files_under_the_total_cap() {
+    let dir = std::env::temp_dir().join(format!("abacus-cli-logs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = abacus()
+        .args([
+            "--log",
+            "debug",
+            "--log-dir",
+            dir.to_str().unwrap(),
+            "--log-max-file-bytes",
+            "1000",
+            "--log-max-total-bytes",
+            "3000",
+            "demo",
+            "--duration",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files: Vec<u64> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .collect();
+    assert!(files.len() >= 2, "{files:?}");
+    assert!(files.iter().sum::<u64>() <= 3000, "{files:?}");
+    // Nothing went to stderr: the logs are in the files.
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("DEBUG"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -193,8 +193,9 @@ pub fn help(family: &str) -> Option<&'static str> {
 /// Files are `<dir>/<prefix>.<seq>.log` with an increasing sequence number; a new file is
 /// started when the next write would take the current one past `max_file_bytes` (a single
 /// write larger than that still goes whole into a fresh file, so log lines are never split),
-/// and after each rotation the oldest files are deleted until the total is at most
-/// `max_total_bytes`. Each start continues after the highest existing sequence number.
+/// and at each rotation the oldest files are deleted until the older files plus a full
+/// current file fit in `max_total_bytes`: the total never exceeds the cap (short of a single
+/// oversized line). Each start continues after the highest existing sequence number.
 ///
 /// Clones share the file (one `Mutex`, taken by logging threads for one write each).
 /// Usable as a `tracing_subscriber` writer via `move || writer.clone()`.
@@ -254,12 +255,16 @@ impl Rotating {
         self.enforce_total()
     }
 
-    /// Deletes the oldest files (never the current one) while the total exceeds the cap.
+    /// Deletes the oldest files (never the current one) until the older files plus a full
+    /// current file fit under the cap, so the total stays under it until the next rotation.
     fn enforce_total(&mut self) -> io::Result<()> {
-        let files = Rotating::files(&self.dir, &self.prefix)?;
-        let mut total: u64 = files.iter().map(|f| f.2).sum();
-        for (seq, path, len) in files {
-            if total <= self.max_total || seq >= self.seq {
+        let older: Vec<_> = Rotating::files(&self.dir, &self.prefix)?
+            .into_iter()
+            .filter(|f| f.0 < self.seq)
+            .collect();
+        let mut total: u64 = older.iter().map(|f| f.2).sum();
+        for (_, path, len) in older {
+            if total + self.max_file <= self.max_total {
                 break;
             }
             std::fs::remove_file(&path)?;
@@ -390,6 +395,57 @@ mod tests {
         );
         assert!(RotatingWriter::new(&dir, "abacus", 0, 10).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn self_telemetry_is_queryable_and_exposed_with_help() {
+        use axum::body::Body;
+        use axum::http::Request;
+        use tower::ServiceExt;
+
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let state = crate::AppState::new(crate::Config::default()).unwrap();
+            for _ in 0..2 {
+                let st = state.clone();
+                tokio::task::spawn_blocking(move || st.close_window())
+                    .await
+                    .unwrap();
+            }
+            // The first close recorded the gauges; the second carried them into a window.
+            let rows = state
+                .windows()
+                .query("abacus_runtime_workers", &[], None, None);
+            assert_eq!(rows.last().unwrap().sum, 2.0);
+            let flushes = state
+                .windows()
+                .query("abacus_flush_duration", &[], None, None);
+            assert_eq!(flushes.iter().map(|r| r.count).sum::<u64>(), 1);
+            let resp = crate::router(state)
+                .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let text = String::from_utf8(body.to_vec()).unwrap();
+            for family in [
+                "abacus_runtime_workers",
+                "abacus_runtime_alive_tasks",
+                "abacus_runtime_global_queue_depth",
+                "abacus_runtime_busy_seconds_total",
+                "abacus_flush_duration_seconds",
+            ] {
+                let help = format!("# HELP {family} ");
+                let line = text.lines().find(|l| l.starts_with(&help));
+                let line = line.unwrap_or_else(|| panic!("no HELP for {family}:\n{text}"));
+                assert!(!line.contains("Aggregated by abacus"), "{line}");
+            }
+        });
     }
 
     #[test]
