@@ -26,7 +26,7 @@ pub mod target;
 
 pub use error::{LoadError, ProfileError};
 pub use profile::{ModeKind, Phase, Profile, SeriesKind, SeriesTemplate, ValueDist};
-pub use report::{LatencySummary, Report, TimePoint};
+pub use report::{LatencySummary, PhaseReport, Report, TimePoint};
 pub use run::{LoadConfig, LoadRun, run};
 pub use stats::{Live, LoadStats};
 pub use target::Target;

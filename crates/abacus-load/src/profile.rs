@@ -346,12 +346,17 @@ impl Profile {
 
     /// The phase at `elapsed` and the concurrency it asks for (`None` after the end).
     pub fn at(&self, elapsed: Duration) -> Option<(&Phase, usize)> {
+        self.locate(elapsed).map(|(_, p, c)| (p, c))
+    }
+
+    /// Like [`Profile::at`], with the phase's index.
+    pub fn locate(&self, elapsed: Duration) -> Option<(usize, &Phase, usize)> {
         let mut t = elapsed.as_secs_f64();
-        for p in &self.phases {
+        for (i, p) in self.phases.iter().enumerate() {
             if t < p.secs {
                 let f = if p.secs > 0.0 { t / p.secs } else { 1.0 };
                 let c = p.from as f64 + (p.end() as f64 - p.from as f64) * f;
-                return Some((p, c.round() as usize));
+                return Some((i, p, c.round() as usize));
             }
             t -= p.secs;
         }

@@ -75,6 +75,25 @@ pub struct TimePoint {
     pub p99_ms: Option<f64>,
 }
 
+/// Requests started during one profile phase.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PhaseReport {
+    /// Phase name.
+    pub name: String,
+    /// Planned length in seconds.
+    pub secs: f64,
+    /// Planned concurrency at the start and the end.
+    pub concurrency: (usize, usize),
+    /// Requests started in the phase (exact).
+    pub requests: u64,
+    /// Failures among them (exact).
+    pub failures: u64,
+    /// Requests per planned second.
+    pub rate: f64,
+    /// Latency of those requests.
+    pub latency_ms: LatencySummary,
+}
+
 /// Everything a run measured.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -106,6 +125,8 @@ pub struct Report {
     pub errors_by_kind: BTreeMap<String, u64>,
     /// Request latency.
     pub latency_ms: LatencySummary,
+    /// Per profile phase, in profile order.
+    pub phases: Vec<PhaseReport>,
     /// Per-window series (1 s by default), oldest first.
     pub timeline: Vec<TimePoint>,
 }
@@ -165,6 +186,25 @@ impl Report {
                 }
             })
             .collect();
+        let phases = profile
+            .phases
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let i = i.to_string();
+                let l = [("index", i.as_str()), ("phase", p.name.as_str())];
+                let requests = all.counter("phase_requests", &l).unwrap_or(0);
+                PhaseReport {
+                    name: p.name.clone(),
+                    secs: p.secs,
+                    concurrency: (p.from, p.to.unwrap_or(p.from)),
+                    requests,
+                    failures: all.counter("phase_failures", &l).unwrap_or(0),
+                    rate: requests as f64 / p.secs.max(1e-6),
+                    latency_ms: LatencySummary::from_us(all.histogram("phase_latency_us", &l)),
+                }
+            })
+            .collect();
         let requests = counter(&all, "requests");
         let secs = elapsed.as_secs_f64().max(1e-6);
         Report {
@@ -185,6 +225,7 @@ impl Report {
             errors_by_status: by_status,
             errors_by_kind: by_kind,
             latency_ms: LatencySummary::from_us(all.histogram("request_latency_us", &[])),
+            phases,
             timeline,
         }
     }
@@ -262,6 +303,36 @@ impl Report {
             opt(l.max),
             opt(l.mean)
         );
+        if !self.phases.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n{:<16} {:>6} {:>9} {:>10} {:>8} {:>9} {:>8} {:>8} {:>8}",
+                "phase",
+                "secs",
+                "workers",
+                "requests",
+                "failed",
+                "req/s",
+                "p50 ms",
+                "p99 ms",
+                "max ms"
+            );
+            for p in &self.phases {
+                let _ = writeln!(
+                    o,
+                    "{:<16} {:>6.1} {:>9} {:>10} {:>8} {:>9.1} {:>8} {:>8} {:>8}",
+                    p.name,
+                    p.secs,
+                    format!("{}→{}", p.concurrency.0, p.concurrency.1),
+                    p.requests,
+                    p.failures,
+                    p.rate,
+                    opt(p.latency_ms.p50),
+                    opt(p.latency_ms.p99),
+                    opt(p.latency_ms.max)
+                );
+            }
+        }
         o
     }
 

@@ -65,6 +65,8 @@ impl LoadConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Control {
     active: usize,
+    /// Index of the phase in force.
+    phase: usize,
     stopped: bool,
 }
 
@@ -171,13 +173,12 @@ struct Ctx {
     seed: u64,
 }
 
-async fn send_one(ctx: &Ctx, rng: &mut Rng, socket: Option<&tokio::net::UdpSocket>) {
+async fn send_one(ctx: &Ctx, phase: usize, rng: &mut Rng, socket: Option<&tokio::net::UdpSocket>) {
     let mut samples = Vec::with_capacity(ctx.gen_.batch * ctx.gen_.series.len());
     let mut counts = vec![0u64; ctx.gen_.series.len()];
     ctx.gen_.next(rng, &mut samples, &mut counts);
     let r = ctx.sender.send(&samples, socket).await;
-    ctx.stats
-        .record(r.outcome, r.latency, r.sent, r.received, &counts);
+    ctx.stats.record(phase, &r, &counts);
 }
 
 async fn worker(
@@ -201,7 +202,7 @@ async fn worker(
         if !ctx.budget.take() {
             return Ok(());
         }
-        send_one(&ctx, &mut rng, socket.as_ref()).await;
+        send_one(&ctx, c.phase, &mut rng, socket.as_ref()).await;
     }
 }
 
@@ -329,12 +330,13 @@ async fn drive_concurrency(
         if stop.load(Ordering::Relaxed) || ctx.budget.exhausted() {
             break;
         }
-        let Some((phase, active)) = profile.at(started.elapsed()) else {
+        let Some((index, phase, active)) = profile.locate(started.elapsed()) else {
             break;
         };
         control.send_if_modified(|c| {
-            let changed = c.active != active;
+            let changed = c.active != active || c.phase != index;
             c.active = active;
+            c.phase = index;
             if changed {
                 tracing::debug!(phase = %phase.name, active, "Concurrency changed");
             }
@@ -389,8 +391,9 @@ async fn drive_rate(profile: &Profile, ctx: &Arc<Ctx>, stop: &AtomicBool) -> Res
                     }
                     let (ctx, socket) = (ctx.clone(), socket.clone());
                     let mut rng = Rng::new(ctx.seed ^ issued);
+                    let phase = profile.locate(elapsed).map_or(0, |p| p.0);
                     tasks.spawn(async move {
-                        send_one(&ctx, &mut rng, socket.as_ref().as_ref()).await;
+                        send_one(&ctx, phase, &mut rng, socket.as_ref().as_ref()).await;
                         drop(permit);
                     });
                 }

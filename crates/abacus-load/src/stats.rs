@@ -18,6 +18,8 @@
 //! | `errors{status}` | counter | failures by HTTP status code |
 //! | `errors{kind}` | counter | failures by error kind (`connect`, `timeout`, `body`, `io`, `other`) |
 //! | `request_latency_us` | histogram | request latency, microseconds |
+//! | `phase_requests{index,phase}` / `phase_failures{index,phase}` | counter | per profile phase (the phase in force when the request started) |
+//! | `phase_latency_us{index,phase}` | histogram | request latency per phase, microseconds |
 
 use std::time::Duration;
 
@@ -26,6 +28,7 @@ use abacus::{Counter, Histogram, Registry, Snapshot};
 
 use crate::error::LoadError;
 use crate::profile::Profile;
+use crate::target::Sent;
 
 /// The result of one request, as the workers report it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,7 +82,16 @@ pub struct LoadStats {
     /// One per profile series, in profile order.
     samples: Vec<Counter>,
     latency_us: Histogram,
+    /// Per profile phase, in profile order.
+    phases: Vec<PhaseHandles>,
     windows: MemorySink,
+}
+
+#[derive(Clone, Debug)]
+struct PhaseHandles {
+    requests: Counter,
+    failures: Counter,
+    latency_us: Histogram,
 }
 
 /// Cumulative figures for a progress display, read without stopping anyone.
@@ -126,28 +138,43 @@ impl LoadStats {
                 .map(|s| registry.counter("samples_sent", &[("name", &s.name)]))
                 .collect(),
             latency_us: registry.histogram("request_latency_us", &[]),
+            phases: profile
+                .phases
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let i = i.to_string();
+                    let l = [("index", i.as_str()), ("phase", p.name.as_str())];
+                    PhaseHandles {
+                        requests: registry.counter("phase_requests", &l),
+                        failures: registry.counter("phase_failures", &l),
+                        latency_us: registry.histogram("phase_latency_us", &l),
+                    }
+                })
+                .collect(),
             windows,
             registry,
         };
         Ok((stats, flusher))
     }
 
-    /// Records one finished request. `samples[i]` is how many samples of profile series
-    /// `i` it carried (counted only on success).
-    pub fn record(
-        &self,
-        outcome: Outcome,
-        latency: Duration,
-        sent: u64,
-        received: u64,
-        samples: &[u64],
-    ) {
+    /// Records one finished request, started during profile phase `phase`. `samples[i]`
+    /// is how many samples of profile series `i` it carried (counted only on success).
+    pub fn record(&self, phase: usize, r: &Sent, samples: &[u64]) {
+        let us = u64::try_from(r.latency.as_micros()).unwrap_or(u64::MAX);
         self.requests.increment(1);
-        self.bytes_sent.increment(sent);
-        self.bytes_received.increment(received);
-        self.latency_us
-            .record(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
-        match outcome {
+        self.bytes_sent.increment(r.sent);
+        self.bytes_received.increment(r.received);
+        self.latency_us.record(us);
+        let ph = self.phases.get(phase);
+        if let Some(ph) = ph {
+            ph.requests.increment(1);
+            ph.latency_us.record(us);
+            if r.outcome != Outcome::Success {
+                ph.failures.increment(1);
+            }
+        }
+        match r.outcome {
             Outcome::Success => {
                 self.successes.increment(1);
                 for (c, &n) in self.samples.iter().zip(samples) {
@@ -228,7 +255,13 @@ mod tests {
                             1 => Outcome::Error(ErrorKind::Timeout),
                             _ => Outcome::Success,
                         };
-                        stats.record(outcome, Duration::from_micros(100 + t), 10, 2, &[1, 1, 0]);
+                        let sent = Sent {
+                            outcome,
+                            sent: 10,
+                            received: 2,
+                            latency: Duration::from_micros(100 + t),
+                        };
+                        stats.record((i % 5) as usize, &sent, &[1, 1, 0]);
                     }
                 });
             }
@@ -255,5 +288,14 @@ mod tests {
             .map(|w| w.counter("requests", &[]).unwrap_or(0))
             .sum();
         assert_eq!(summed, 20_000);
+        let per_phase: u64 = (0..5)
+            .map(|i| {
+                let i = i.to_string();
+                let name = &profile.phases[i.parse::<usize>().unwrap()].name;
+                all.counter("phase_requests", &[("index", &i), ("phase", name)])
+                    .unwrap()
+            })
+            .sum();
+        assert_eq!(per_phase, 20_000);
     }
 }

@@ -123,6 +123,11 @@ async fn http_json_counts_match_the_server_exactly() {
     let summed: u64 = report.timeline.iter().map(|p| p.requests).sum();
     assert_eq!(summed, report.requests);
     assert!(report.latency_ms.p99.is_some());
+    // Every request is attributed to exactly one phase.
+    let by_phase: u64 = report.phases.iter().map(|p| p.requests).sum();
+    assert_eq!(by_phase, report.requests);
+    assert_eq!(report.phases[1].name, "herd");
+    assert!(report.phases[1].requests > 0);
     srv.stop().await;
 }
 
