@@ -69,7 +69,14 @@ fn spawn_input(tx: mpsc::Sender<Event>) -> std::io::Result<std::thread::JoinHand
 /// [`TopError::Client`] when the HTTP client cannot be built.
 pub async fn run(config: TopConfig) -> Result<(), TopError> {
     let client = Client::new(&config.url, config.token.clone())?;
-    let mut terminal = ratatui::try_init()?;
+    let mut terminal = match ratatui::try_init() {
+        Ok(t) => t,
+        Err(e) => {
+            // Raw mode may be on already: undo whatever part of the set-up happened.
+            ratatui::restore();
+            return Err(e.into());
+        }
+    };
     let result = event_loop(&mut terminal, client, &config).await;
     ratatui::restore();
     result
