@@ -10,12 +10,15 @@ use abacus_server::Config;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
+// tools: `load`, `top`, `demo` and logging live in their own modules.
+mod logging;
+mod tools;
+
 #[derive(Debug, Parser)]
 #[command(name = "abacus", version, about = "High-throughput metrics aggregator")]
 struct Cli {
-    /// Log filter (tracing `EnvFilter` syntax, e.g. `info,abacus_server=debug`).
-    #[arg(long, global = true, env = "ABACUS_LOG", default_value = "info")]
-    log: String,
+    #[command(flatten)]
+    log: logging::LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -24,7 +27,14 @@ struct Cli {
 enum Command {
     /// Run the aggregation daemon (HTTP API, OTLP HTTP/gRPC, StatsD).
     Serve(ServeArgs),
-    // Reserved: `load` (load generator), `top` (TUI), `demo`.
+    // tools
+    /// Drive a server with the load profile (ramp up, sustain, ramp down, thundering herd).
+    Load(tools::LoadArgs),
+    /// Live terminal dashboard of a server's services.
+    Top(tools::TopArgs),
+    /// Start a server, load it for a minute and print every window: the whole system at once.
+    Demo(tools::DemoArgs),
+    // end tools
 }
 
 /// A listen address, or `off`.
@@ -173,12 +183,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    // tools: logging set-up per command
+    let (default_log, quiet) = match cli.command {
+        Command::Demo(_) => ("warn", false),
+        Command::Top(_) => ("info", true),
+        _ => ("info", false),
+    };
+    if let Err(e) = logging::init(&cli.log, default_log, quiet) {
+        eprintln!("abacus: {e:#}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -191,6 +205,10 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        // tools
+        Command::Load(args) => runtime.block_on(tools::load(args)),
+        Command::Top(args) => runtime.block_on(tools::top(args)),
+        Command::Demo(args) => runtime.block_on(tools::demo(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

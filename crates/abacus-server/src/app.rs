@@ -167,7 +167,9 @@ impl AppState {
         let s = &self.inner;
         s.applier.close_sets();
         s.telemetry.window_closed(s.store.stats());
+        let started = std::time::Instant::now();
         let window = s.flusher.flush();
+        s.telemetry.flush_duration(started.elapsed());
         let horizon =
             now_unix_nano().saturating_sub(s.config.retention_secs.saturating_mul(1_000_000_000));
         s.otlp_tracker

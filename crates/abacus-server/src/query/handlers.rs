@@ -75,7 +75,9 @@ fn help_for(family: &str) -> &'static str {
             "Records dropped because their series exists with another kind."
         }
         "abacus_window_store_series" => "Series held by the window store.",
-        _ => "Aggregated by abacus from ingested samples.",
+        _ => {
+            crate::telemetry::help(family).unwrap_or("Aggregated by abacus from ingested samples.")
+        }
     }
 }
 
