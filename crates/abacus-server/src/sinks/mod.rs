@@ -303,3 +303,52 @@ pub fn storable(window: &Snapshot) -> Snapshot {
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn storage_defaults_to_sqlite_only_in_abacus_data() {
+        let c = Config::from_toml_str("").unwrap();
+        assert!(c.storage.sqlite.enabled);
+        assert!(c.storage.dynamodb.is_none() && c.storage.remote_write.is_none());
+        assert_eq!(
+            c.storage.db_path(),
+            std::path::Path::new("./abacus-data/abacus.db")
+        );
+    }
+
+    #[test]
+    fn several_sinks_from_toml() {
+        let c = Config::from_toml_str(
+            r#"
+[storage]
+data_dir = "/var/lib/abacus"
+queue_windows = 8
+[storage.sqlite]
+retention_secs = 60
+[storage.dynamodb]
+endpoint = "http://127.0.0.1:8000"
+[storage.remote_write]
+url = "http://127.0.0.1:8428/api/v1/write"
+"#,
+        )
+        .unwrap();
+        let s = &c.storage;
+        assert_eq!(s.queue_windows, 8);
+        assert_eq!(s.sqlite.retention_secs, 60);
+        let d = s.dynamodb.as_ref().unwrap();
+        assert_eq!(d.table, "metrics-service");
+        assert_eq!(d.endpoint.as_deref(), Some("http://127.0.0.1:8000"));
+        assert!(s.remote_write.as_ref().unwrap().url.ends_with("/write"));
+    }
+
+    #[test]
+    fn bad_storage_values_are_refused() {
+        assert!(Config::from_toml_str("[storage]\nqueue_windows = 0").is_err());
+        assert!(Config::from_toml_str("[storage.remote_write]\nurl = \"ftp://x\"").is_err());
+        assert!(Config::from_toml_str("[storage.dynamodb]\ntable = \"\"").is_err());
+        assert!(Config::from_toml_str("[storage]\nbogus = 1").is_err());
+    }
+}
