@@ -240,3 +240,72 @@ async fn a_dead_sink_never_blocks_ingest_and_its_windows_are_spilled_at_shutdown
             .unwrap();
     assert_eq!(spill.len(), rw.spill_depth());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_store_fills_only_its_own_queue_and_overflow_is_counted() {
+    // A receiver that takes 3 s per request.
+    let app = axum::Router::new().route(
+        "/w",
+        axum::routing::post(|| async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            StatusCode::NO_CONTENT
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let rx_task = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = StorageConfig::in_dir(dir.path());
+    cfg.queue_windows = 2;
+    cfg.shutdown_timeout_ms = 500;
+    cfg.remote_write = Some(abacus_server::sinks::RemoteWriteConfig {
+        url: format!("http://{addr}/w"),
+        timeout_ms: 10_000,
+    });
+    let reg = abacus::Registry::new();
+    let hub = abacus_server::sinks::SinkHub::start(&cfg, reg.clone())
+        .await
+        .unwrap();
+    let mut slowest = Duration::ZERO;
+    for i in 0..10u64 {
+        reg.increment_counter("c", &[], i + 1);
+        let mut w = reg.delta();
+        w.start += Duration::from_millis(i);
+        let t = std::time::Instant::now();
+        hub.dispatch(&w);
+        slowest = slowest.max(t.elapsed());
+        // Paced so SQLite (same queue bound) keeps up; the slow store cannot.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert!(
+        slowest < Duration::from_millis(50),
+        "dispatch blocked: {slowest:?}"
+    );
+    let by_name = |n: &str| {
+        hub.counters()
+            .iter()
+            .find(|c| c.name() == n)
+            .unwrap()
+            .clone()
+    };
+    let (sqlite, rw) = (by_name("sqlite"), by_name("remote_write"));
+    // SQLite keeps up with all ten; the slow sink overflows its queue of 2 (one more is in
+    // flight), and each overflow is counted.
+    poll("sqlite wrote all windows", || {
+        let s = sqlite.clone();
+        async move { (s.written_total() == 10).then_some(()) }
+    })
+    .await;
+    assert!(rw.dropped_total() >= 6, "{}", rw.dropped_total());
+    assert_eq!(sqlite.dropped_total(), 0);
+    let text = abacus::exposition::prometheus::render(&reg.snapshot(), &Default::default());
+    assert!(
+        text.contains(
+            "abacus_sink_dropped_windows_total{reason=\"queue_full\",sink=\"remote_write\"}"
+        ),
+        "{text}"
+    );
+    hub.shutdown().await;
+    rx_task.abort();
+}
