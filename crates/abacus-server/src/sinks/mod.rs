@@ -254,10 +254,8 @@ impl StorageConfig {
             return bad("retry_initial_ms must be > 0 and <= retry_max_ms");
         }
         if let Some(rw) = &self.remote_write {
-            // TLS is not compiled in (see STORAGE-RESULTS.md): plain HTTP to a local agent
-            // or proxy only.
-            if !rw.url.starts_with("http://") {
-                return bad("remote_write.url must be an http:// URL (https is not supported yet)");
+            if !(rw.url.starts_with("http://") || rw.url.starts_with("https://")) {
+                return bad("remote_write.url must be an http:// or https:// URL");
             }
         }
         if let Some(d) = &self.dynamodb {

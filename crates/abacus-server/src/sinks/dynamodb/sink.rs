@@ -18,6 +18,8 @@ use crate::sinks::{DynamoDbConfig, StorageError};
 
 /// Items per `BatchWriteItem` (the service's limit).
 pub const BATCH: usize = 25;
+/// `BatchWriteItem` requests in flight for one window.
+const CONCURRENCY: usize = 8;
 /// Rounds of resending unprocessed items within one window's delivery.
 const UNPROCESSED_ROUNDS: u32 = 8;
 
@@ -153,50 +155,54 @@ impl DynamoDb {
             self.table
         )))
     }
+}
 
-    async fn write_batch(&mut self, mut batch: Vec<WriteRequest>) -> Result<(), SendError> {
-        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
-        for _ in 0..UNPROCESSED_ROUNDS {
-            let out = self
-                .client
-                .batch_write_item()
-                .request_items(&self.table, batch)
-                .send()
-                .await;
-            let out = match out {
-                Ok(o) => o,
-                Err(e) => {
-                    let service = e.as_service_error();
-                    if service.is_some_and(|s| s.is_resource_not_found_exception()) {
-                        self.table_ready = false;
-                    }
-                    // A malformed item is a client fault that no retry fixes.
-                    let rejected = service
-                        .and_then(aws_sdk_dynamodb::error::ProvideErrorMetadata::code)
-                        == Some("ValidationException");
-                    let msg = aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string();
-                    return Err(if rejected {
-                        SendError::Rejected(msg)
-                    } else {
-                        SendError::Retryable(msg)
-                    });
-                }
-            };
-            batch = out
-                .unprocessed_items
-                .and_then(|mut m| m.remove(&self.table))
-                .unwrap_or_default();
-            if batch.is_empty() {
-                return Ok(());
+/// One `BatchWriteItem` of at most [`BATCH`] puts, resending unprocessed items with backoff.
+/// The flag is true when the table does not exist (any more).
+async fn write_batch(
+    client: Client,
+    table: String,
+    mut batch: Vec<WriteRequest>,
+) -> Result<(), (SendError, bool)> {
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+    for _ in 0..UNPROCESSED_ROUNDS {
+        let out = client
+            .batch_write_item()
+            .request_items(&table, batch)
+            .send()
+            .await;
+        let out = match out {
+            Ok(o) => o,
+            Err(e) => {
+                let service = e.as_service_error();
+                let missing = service.is_some_and(|s| s.is_resource_not_found_exception());
+                // A malformed item is a client fault that no retry fixes.
+                let rejected = service
+                    .and_then(aws_sdk_dynamodb::error::ProvideErrorMetadata::code)
+                    == Some("ValidationException");
+                let msg = aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string();
+                let err = if rejected {
+                    SendError::Rejected(msg)
+                } else {
+                    SendError::Retryable(msg)
+                };
+                return Err((err, missing));
             }
-            tracing::debug!(items = batch.len(), "Retrying unprocessed DynamoDB items");
-            tokio::time::sleep(backoff.next_delay()).await;
+        };
+        batch = out
+            .unprocessed_items
+            .and_then(|mut m| m.remove(&table))
+            .unwrap_or_default();
+        if batch.is_empty() {
+            return Ok(());
         }
-        Err(SendError::Retryable(format!(
-            "{} items still unprocessed",
-            batch.len()
-        )))
+        tracing::debug!(items = batch.len(), "Retrying unprocessed DynamoDB items");
+        tokio::time::sleep(backoff.next_delay()).await;
     }
+    Err((
+        SendError::Retryable(format!("{} items still unprocessed", batch.len())),
+        false,
+    ))
 }
 
 impl Backend for DynamoDb {
@@ -220,10 +226,29 @@ impl Backend for DynamoDb {
                 .map_err(|e| SendError::Rejected(e.to_string()))?;
             requests.push(WriteRequest::builder().put_request(put).build());
         }
-        while !requests.is_empty() {
-            let rest = requests.split_off(requests.len().min(BATCH));
-            let batch = std::mem::replace(&mut requests, rest);
-            self.write_batch(batch).await?;
+        // Up to CONCURRENCY batches in flight. After a failure no new batch is started, and the
+        // window fails, to be retried whole (puts are idempotent).
+        let mut inflight = tokio::task::JoinSet::new();
+        let mut first_err: Option<SendError> = None;
+        let mut chunks = requests.into_iter().peekable();
+        loop {
+            while first_err.is_none() && inflight.len() < CONCURRENCY && chunks.peek().is_some() {
+                let batch: Vec<WriteRequest> = chunks.by_ref().take(BATCH).collect();
+                inflight.spawn(write_batch(self.client.clone(), self.table.clone(), batch));
+            }
+            let Some(done) = inflight.join_next().await else {
+                break;
+            };
+            let result = done.map_err(|e| (SendError::Retryable(e.to_string()), false));
+            if let Err((e, missing)) = result.and_then(|r| r) {
+                if missing {
+                    self.table_ready = false;
+                }
+                first_err.get_or_insert(e);
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
         }
         Ok(())
     }

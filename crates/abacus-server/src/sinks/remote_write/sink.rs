@@ -73,3 +73,22 @@ impl Backend for RemoteWrite {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn https_client_builds_and_an_unreachable_store_is_retryable() {
+        // Port 1 on loopback: nothing listens, the connection is refused at once.
+        for url in ["https://127.0.0.1:1/api/v1/write", "http://127.0.0.1:1/w"] {
+            let mut rw = RemoteWrite::new(&RemoteWriteConfig {
+                url: url.to_owned(),
+                timeout_ms: 1_000,
+            })
+            .unwrap();
+            let err = rw.send(b"x").await.unwrap_err();
+            assert!(matches!(err, SendError::Retryable(_)), "{url}: {err}");
+        }
+    }
+}
