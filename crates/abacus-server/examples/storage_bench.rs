@@ -6,6 +6,7 @@
 //! cargo run --release -p abacus-server --example storage_bench -- ingest [SECS]
 //! ```
 //!
+//! `SERIES=N` sets the number of distinct series the ingest run writes (default 500).
 //! `DYNAMODB_ENDPOINT=http://127.0.0.1:PORT` (e.g. dynalite) adds DynamoDB to both;
 //! `REMOTE_WRITE_URL=http://127.0.0.1:8428/api/v1/write` uses a real receiver instead of the
 //! built-in no-op one.
@@ -188,11 +189,16 @@ async fn ingest(secs: f64) {
         let task = tokio::spawn(server.run(async {
             let _ = rx.await;
         }));
-        // 100 samples per request over 500 series: counters and histograms.
+        // 100 samples per request over SERIES (env, default 500) series: 4/5 counters, 1/5
+        // histograms.
+        let nseries: u64 = std::env::var("SERIES")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(500);
         let body = |k: u64| {
             let items: Vec<String> = (0..100u64)
                 .map(|j| {
-                    let s = (k * 100 + j) % 500;
+                    let s = (k * 100 + j) % nseries;
                     if s % 5 == 4 {
                         format!(r#"{{"name":"lat","value":{},"labels":{{"host":"h{s}"}}}}"#, 1 + j)
                     } else {
@@ -209,7 +215,7 @@ async fn ingest(secs: f64) {
         let mut workers = Vec::new();
         for w in 0..4u64 {
             let (c, u) = (client.clone(), url.clone());
-            let bodies: Vec<String> = (0..10).map(|k| body(w * 10 + k)).collect();
+            let bodies: Vec<String> = (0..100).map(|k| body(w * 100 + k)).collect();
             workers.push(tokio::spawn(async move {
                 let mut n = 0u64;
                 let mut k = 0;
