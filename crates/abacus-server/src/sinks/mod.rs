@@ -59,7 +59,7 @@ pub use queue::{SinkCounters, SinkHub};
 #[non_exhaustive]
 pub enum StorageError {
     /// The data directory cannot be created or written.
-    #[error("data directory {path} is not usable: {source} (check --data-dir and its permissions)")]
+    #[error("data directory {path} is not usable (check --data-dir and its permissions)")]
     DataDir {
         /// The directory.
         path: PathBuf,
