@@ -37,6 +37,10 @@ CREATE INDEX IF NOT EXISTS windows_by_name ON windows (name, window_start);
 CREATE INDEX IF NOT EXISTS windows_by_end ON windows (window_end);
 ";
 
+/// Most rows one history query loads (newest first); beyond that the oldest windows are left
+/// out, so a query over a long retention cannot exhaust memory. Narrow with `from` / `to`.
+pub const MAX_HISTORY_ROWS: usize = 1_000_000;
+
 /// Write side of the window table. Blocking; owned by the SQLite sink thread.
 #[derive(Debug)]
 pub struct Store {
@@ -161,9 +165,11 @@ impl History {
         let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         let mut st = conn.prepare_cached(
             "SELECT name, labels, window_start, window_end, kind, count, sum, min, max, buckets
-             FROM windows WHERE name = ?1 AND window_start >= ?2 AND window_start < ?3",
+             FROM windows WHERE name = ?1 AND window_start >= ?2 AND window_start < ?3
+             ORDER BY window_start DESC LIMIT ?4",
         )?;
-        let rows = st.query_map(params![name, lo, hi], |r| {
+        let limit = i64::try_from(MAX_HISTORY_ROWS).unwrap_or(i64::MAX);
+        let rows = st.query_map(params![name, lo, hi, limit], |r| {
             Ok(StoredRow {
                 name: r.get(0)?,
                 labels: r.get(1)?,
@@ -180,6 +186,17 @@ impl History {
         let mut decoded = Vec::new();
         for r in rows {
             decoded.push(encode::decode(&r?)?);
+        }
+        if decoded.len() >= MAX_HISTORY_ROWS {
+            // The oldest window loaded may be partial: leave it out rather than show it wrong.
+            if let Some(oldest) = decoded.last().map(|(_, w)| w.start) {
+                decoded.retain(|(_, w)| w.start != oldest);
+            }
+            tracing::warn!(
+                metric = name,
+                rows = MAX_HISTORY_ROWS,
+                "History query truncated to the newest rows; narrow it with from/to"
+            );
         }
         Ok(merge_windows(
             decoded.iter().map(|(k, w)| (k, w)),
