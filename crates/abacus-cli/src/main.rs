@@ -82,6 +82,68 @@ struct ServeArgs {
     /// Requested StatsD socket receive buffer in bytes [default 4 MiB].
     #[arg(long, env = "ABACUS_STATSD_RECV_BUFFER")]
     statsd_recv_buffer: Option<usize>,
+    #[command(flatten)]
+    storage: StorageArgs,
+}
+
+// ---- storage sinks (abacus_server::sinks) ----
+
+/// Storage and export sinks. Any `--dynamodb-*` flag turns DynamoDB on.
+#[derive(Debug, Args)]
+struct StorageArgs {
+    /// Directory of the SQLite file (windows history, spill of remote sinks) [default ./abacus-data].
+    #[arg(long, env = "ABACUS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Do not store windows in SQLite (the file is still used to spill remote sinks).
+    #[arg(long, env = "ABACUS_NO_SQLITE")]
+    no_sqlite: bool,
+    /// Delete SQLite rows older than this many seconds; 0 keeps all [default 604800].
+    #[arg(long, env = "ABACUS_SQLITE_RETENTION_SECS")]
+    sqlite_retention_secs: Option<u64>,
+    /// Prometheus remote-write URL (http://...); turns remote-write export on.
+    #[arg(long, env = "ABACUS_REMOTE_WRITE_URL")]
+    remote_write_url: Option<String>,
+    /// DynamoDB endpoint override (e.g. http://127.0.0.1:8000 for dynalite).
+    #[arg(long, env = "ABACUS_DYNAMODB_ENDPOINT")]
+    dynamodb_endpoint: Option<String>,
+    /// DynamoDB table (created if absent) [default metrics-service].
+    #[arg(long, env = "ABACUS_DYNAMODB_TABLE")]
+    dynamodb_table: Option<String>,
+    /// DynamoDB region [default: AWS_REGION, else us-east-1].
+    #[arg(long, env = "ABACUS_DYNAMODB_REGION")]
+    dynamodb_region: Option<String>,
+}
+
+impl StorageArgs {
+    fn apply(self, s: &mut abacus_server::sinks::StorageConfig) {
+        if let Some(d) = self.data_dir {
+            s.data_dir = d;
+        }
+        if self.no_sqlite {
+            s.sqlite.enabled = false;
+        }
+        if let Some(r) = self.sqlite_retention_secs {
+            s.sqlite.retention_secs = r;
+        }
+        if let Some(url) = self.remote_write_url {
+            s.remote_write.get_or_insert_with(Default::default).url = url;
+        }
+        if self.dynamodb_endpoint.is_some()
+            || self.dynamodb_table.is_some()
+            || self.dynamodb_region.is_some()
+        {
+            let d = s.dynamodb.get_or_insert_with(Default::default);
+            if let Some(e) = self.dynamodb_endpoint {
+                d.endpoint = Some(e);
+            }
+            if let Some(t) = self.dynamodb_table {
+                d.table = t;
+            }
+            if let Some(r) = self.dynamodb_region {
+                d.region = Some(r);
+            }
+        }
+    }
 }
 
 impl ServeArgs {
@@ -124,6 +186,7 @@ impl ServeArgs {
         if let Some(v) = self.statsd_recv_buffer {
             c.limits.statsd_recv_buffer_bytes = v;
         }
+        self.storage.apply(&mut c.storage);
         c.validate()?;
         Ok(c)
     }

@@ -58,6 +58,8 @@ pub(crate) struct Shared {
     /// Flushed by [`AppState::close_window`] only (no background thread).
     flusher: Flusher,
     ready: AtomicBool,
+    /// Storage sinks, attached once by `Server::bind` (absent in router-only tests).
+    sinks: std::sync::OnceLock<Arc<crate::sinks::SinkHub>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -134,6 +136,7 @@ impl AppState {
                 otlp_limits,
                 flusher,
                 ready: AtomicBool::new(false),
+                sinks: std::sync::OnceLock::new(),
                 config,
             }),
         })
@@ -170,6 +173,9 @@ impl AppState {
         let started = std::time::Instant::now();
         let window = s.flusher.flush();
         s.telemetry.flush_duration(started.elapsed());
+        if let Some(sinks) = s.sinks.get() {
+            sinks.dispatch(&window);
+        }
         let horizon =
             now_unix_nano().saturating_sub(s.config.retention_secs.saturating_mul(1_000_000_000));
         s.otlp_tracker
@@ -177,6 +183,18 @@ impl AppState {
             .unwrap_or_else(PoisonError::into_inner)
             .expire_before(horizon);
         window
+    }
+
+    /// Attaches the storage sinks: every window closed from now on is handed to them, and
+    /// `GET /metrics/{name}` reads history from SQLite. Returns false if sinks were already
+    /// attached (the new hub is then not used).
+    pub fn attach_sinks(&self, hub: Arc<crate::sinks::SinkHub>) -> bool {
+        self.inner.sinks.set(hub).is_ok()
+    }
+
+    /// The storage sinks, once attached.
+    pub fn sinks(&self) -> Option<&Arc<crate::sinks::SinkHub>> {
+        self.inner.sinks.get()
     }
 
     /// Marks the server ready (or not) for `/readyz`.

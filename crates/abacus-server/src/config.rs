@@ -63,6 +63,8 @@ pub struct Config {
     pub limits: BodyLimits,
     /// Metric names the `/services` view is built from.
     pub services: ServicesConfig,
+    /// Storage and export sinks (`[storage]`, see [`crate::sinks::StorageConfig`]).
+    pub storage: crate::sinks::StorageConfig,
 }
 
 /// Listen addresses; `None` (TOML: `"off"`) disables that listener.
@@ -126,6 +128,7 @@ impl Default for Config {
             token: None,
             limits: BodyLimits::default(),
             services: ServicesConfig::default(),
+            storage: crate::sinks::StorageConfig::default(),
         }
     }
 }
@@ -220,6 +223,9 @@ impl Config {
         if self.limits.max_body_bytes == 0 || self.limits.otlp_max_body_bytes == 0 {
             return bad("body limits must be greater than zero");
         }
+        self.storage
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(())
     }
 

@@ -108,6 +108,9 @@ pub enum ServeError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The storage sinks could not start (data directory, SQLite file).
+    #[error(transparent)]
+    Storage(#[from] crate::sinks::StorageError),
     /// A server loop failed.
     #[error("{what} server failed: {message}")]
     Server {

@@ -23,6 +23,7 @@ pub mod ingest;
 pub mod otlp;
 pub mod query;
 pub mod server;
+pub mod sinks;
 pub mod statsd;
 pub mod telemetry;
 pub mod windows;

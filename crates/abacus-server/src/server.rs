@@ -52,6 +52,10 @@ impl Server {
     /// [`ServeError::Bind`] when a listener cannot be opened.
     pub async fn bind(config: Config) -> Result<Server, ServeError> {
         let state = AppState::new(config)?;
+        // Storage first: an unusable data directory fails start-up before any port is bound.
+        let hub =
+            crate::sinks::SinkHub::start(&state.config().storage, state.registry().clone()).await?;
+        state.attach_sinks(std::sync::Arc::new(hub));
         let listen = state.config().listen.clone();
         let http = bind_tcp("HTTP API", listen.http).await?;
         let otlp_http = bind_tcp("OTLP/HTTP", listen.otlp_http).await?;
@@ -235,6 +239,10 @@ impl Server {
             .map(|w| w.series.len())
             .unwrap_or(0);
         tracing::info!(series = last, "final window flushed");
+        // The final window is queued; wait until every sink wrote or spilled it.
+        if let Some(sinks) = state.sinks() {
+            sinks.shutdown().await;
+        }
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),

@@ -37,7 +37,8 @@ pub enum WindowValue {
 }
 
 impl WindowValue {
-    fn from_value(v: &Value) -> WindowValue {
+    /// The window value of a core delta value.
+    pub fn from_value(v: &Value) -> WindowValue {
         match v {
             Value::Counter(n) => WindowValue::Counter(*n as f64),
             Value::FloatCounter(x) => WindowValue::Counter(*x),
@@ -267,40 +268,26 @@ impl WindowStore {
         let Some(by_key) = inner.series.get(name) else {
             return Vec::new();
         };
-        let from_ms = from.map(|f| (f * 1000.0).max(0.0) as u64);
-        let to_ms = to.map(|t| (t * 1000.0).max(0.0) as u64);
-        // start → (end, merged value, matching series, min/max of gauges)
-        let mut merged: std::collections::BTreeMap<SystemTime, Merge> = Default::default();
-        for (key, ring) in by_key {
-            let matches = filters
+        merge_windows(
+            by_key
                 .iter()
-                .all(|(k, v)| key.label(k) == Some(v.as_str()));
-            if !matches {
-                continue;
-            }
-            for w in &ring.ring {
-                let ms = unix_ms(w.start);
-                if from_ms.is_some_and(|f| ms < f) || to_ms.is_some_and(|t| ms >= t) {
-                    continue;
-                }
-                merged
-                    .entry(w.start)
-                    .and_modify(|m| m.add(&w.value))
-                    .or_insert_with(|| Merge::new(w));
-            }
-        }
-        merged
-            .into_iter()
-            .map(|(start, m)| {
-                let mut r = row(start, m.end, &m.value, m.series);
-                if let WindowValue::Gauge(g) = m.value {
-                    r.sum = g;
-                    r.min = Some(m.min);
-                    r.max = Some(m.max);
-                }
-                r
-            })
-            .collect()
+                .flat_map(|(key, ring)| ring.ring.iter().map(move |w| (key, w))),
+            filters,
+            from,
+            to,
+        )
+    }
+
+    /// Start of the oldest window held in memory for any series named `name`: windows
+    /// before it must come from durable storage (see [`crate::sinks::sqlite::History`]).
+    pub fn earliest_start(&self, name: &str) -> Option<SystemTime> {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        inner
+            .series
+            .get(name)?
+            .values()
+            .filter_map(|r| r.ring.front().map(|w| w.start))
+            .min()
     }
 
     /// The store's counters.
@@ -310,6 +297,49 @@ impl WindowStore {
             .unwrap_or_else(PoisonError::into_inner)
             .stats
     }
+}
+
+/// Merges `(series key, window)` pairs into one row per window start, oldest first: only
+/// series whose labels include all of `filters`, and only windows starting in `[from, to)`
+/// (Unix seconds; either bound optional). Used for memory and for durable history alike.
+pub fn merge_windows<'a>(
+    windows: impl Iterator<Item = (&'a Key, &'a ClosedWindow)>,
+    filters: &[(String, String)],
+    from: Option<f64>,
+    to: Option<f64>,
+) -> Vec<WindowRow> {
+    let from_ms = from.map(|f| (f * 1000.0).max(0.0) as u64);
+    let to_ms = to.map(|t| (t * 1000.0).max(0.0) as u64);
+    // start → (end, merged value, matching series, min/max of gauges)
+    let mut merged: std::collections::BTreeMap<SystemTime, Merge> = Default::default();
+    for (key, w) in windows {
+        let matches = filters
+            .iter()
+            .all(|(k, v)| key.label(k) == Some(v.as_str()));
+        if !matches {
+            continue;
+        }
+        let ms = unix_ms(w.start);
+        if from_ms.is_some_and(|f| ms < f) || to_ms.is_some_and(|t| ms >= t) {
+            continue;
+        }
+        merged
+            .entry(w.start)
+            .and_modify(|m| m.add(&w.value))
+            .or_insert_with(|| Merge::new(w));
+    }
+    merged
+        .into_iter()
+        .map(|(start, m)| {
+            let mut r = row(start, m.end, &m.value, m.series);
+            if let WindowValue::Gauge(g) = m.value {
+                r.sum = g;
+                r.min = Some(m.min);
+                r.max = Some(m.max);
+            }
+            r
+        })
+        .collect()
 }
 
 struct Merge {

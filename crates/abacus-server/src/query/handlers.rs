@@ -43,7 +43,20 @@ pub(crate) async fn metric_windows(
             _ => filters.push((k, v)),
         }
     }
-    Ok(Json(state.windows().query(&name, &filters, from, to)))
+    // Windows older than the oldest one memory holds come from SQLite (after a restart, or
+    // beyond the in-memory retention); memory answers from there on, so none is repeated.
+    let mut rows = Vec::new();
+    if let Some(history) = state.sinks().and_then(|s| s.history()).cloned() {
+        let before = state.windows().earliest_start(&name);
+        let (n, f) = (name.clone(), filters.clone());
+        match tokio::task::spawn_blocking(move || history.query(&n, &f, from, to, before)).await {
+            Ok(Ok(r)) => rows = r,
+            Ok(Err(error)) => tracing::warn!(%error, metric = %name, "Cannot read stored windows"),
+            Err(error) => tracing::warn!(%error, metric = %name, "Stored-window query failed"),
+        }
+    }
+    rows.extend(state.windows().query(&name, &filters, from, to));
+    Ok(Json(rows))
 }
 
 pub(crate) async fn services(State(state): State<AppState>) -> Json<serde_json::Value> {
@@ -75,6 +88,20 @@ fn help_for(family: &str) -> &'static str {
             "Records dropped because their series exists with another kind."
         }
         "abacus_window_store_series" => "Series held by the window store.",
+        "abacus_sink_written_windows" | "abacus_sink_written_windows_total" => {
+            "Windows a storage sink's store acknowledged, by sink."
+        }
+        "abacus_sink_retries" | "abacus_sink_retries_total" => {
+            "Failed write attempts of a storage sink (retried or spilled), by sink."
+        }
+        "abacus_sink_spilled_windows" | "abacus_sink_spilled_windows_total" => {
+            "Windows a remote sink spilled to the local SQLite file while its store was down."
+        }
+        "abacus_sink_dropped_windows" | "abacus_sink_dropped_windows_total" => {
+            "Windows a sink lost because a configured bound was exceeded, by sink and reason."
+        }
+        "abacus_sink_queue_depth" => "Windows waiting in a sink's in-memory queue.",
+        "abacus_sink_spill_depth" => "Windows waiting in a remote sink's spill table.",
         _ => {
             crate::telemetry::help(family).unwrap_or("Aggregated by abacus from ingested samples.")
         }

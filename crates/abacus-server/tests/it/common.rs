@@ -19,6 +19,8 @@ pub fn test_config() -> Config {
         listen: Listen::loopback_ephemeral(),
         window_ms: 3_600_000,
         retention_secs: 7_200,
+        // No files from tests that do not ask for storage.
+        storage: abacus_server::sinks::StorageConfig::disabled(),
         ..Config::default()
     }
 }

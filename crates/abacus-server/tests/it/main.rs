@@ -7,3 +7,4 @@ mod otlp;
 mod router;
 mod sockets;
 mod statsd;
+mod storage;
