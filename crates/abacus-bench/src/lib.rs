@@ -39,6 +39,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub mod peers;
+pub mod server_load;
 
 /// Length of every pre-generated record sequence. Power of two so the
 /// per-thread cursor can wrap with a mask.
