@@ -44,15 +44,17 @@ def peers_table(data):
     targets = ["abacus", "baseline", "prometheus", "prometheus-client", "metrics", "opentelemetry"]
     seen = sorted({t for g in groups.values() for t in g})
     targets = [t for t in targets if t in seen] + [t for t in seen if t not in targets]
-    lines = ["| workload | threads | mode | " + " | ".join(targets) + " | abacus ÷ fastest peer |",
-             "|---|---|---|" + "---:|" * (len(targets) + 1)]
+    lines = ["| workload | threads | mode | " + " | ".join(targets) + " | abacus ÷ fastest library | abacus ÷ Mutex<HashMap> |",
+             "|---|---|---|" + "---:|" * (len(targets) + 2)]
     order = {"uniform100": 0, "zipf10k": 1, "onehot": 2}
     for (workload, threads, mode) in sorted(groups, key=lambda k: (order.get(k[0], 9), k[1], k[2])):
         g = groups[(workload, threads, mode)]
-        peers = [v for t, v in g.items() if t != "abacus"]
-        ratio = g["abacus"] / max(peers) if "abacus" in g and peers else float("nan")
+        libs = [v for t, v in g.items() if t not in ("abacus",) and not t.startswith("baseline")]
+        base = [v for t, v in g.items() if t.startswith("baseline")]
+        ratio = g["abacus"] / max(libs) if "abacus" in g and libs else float("nan")
+        vs_base = g["abacus"] / max(base) if "abacus" in g and base else float("nan")
         cells = [f"{g[t]:.1f}" if t in g else "–" for t in targets]
-        lines.append(f"| {workload} | {threads[1:]} | {mode} | " + " | ".join(cells) + f" | **{ratio:.1f}×** |")
+        lines.append(f"| {workload} | {threads[1:]} | {mode} | " + " | ".join(cells) + f" | **{ratio:.1f}×** | {vs_base:.1f}× |")
     return "Throughput in millions of records per second (all threads together), higher is better.\n\n" + "\n".join(lines)
 
 
