@@ -260,6 +260,10 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         window_ms,
         ..abacus_server::Config::default()
     };
+    // The demo keeps its SQLite file in a fresh temporary directory: history left by an
+    // earlier demo in ./abacus-data would otherwise be merged into its windows and summary.
+    let data_dir = std::env::temp_dir().join(format!("abacus-demo-{}", std::process::id()));
+    config.storage.data_dir = data_dir.clone();
     if !args.default_ports {
         config.listen = Listen::loopback_ephemeral();
     }
@@ -355,6 +359,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             ": MISMATCH"
         }
     );
+    let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
 }
 

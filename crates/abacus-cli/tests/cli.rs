@@ -33,6 +33,8 @@ async fn load_json_report_matches_what_the_server_received() {
     let config = Config {
         listen: Listen::loopback_ephemeral(),
         window_ms: 3_600_000,
+        // No files: history from earlier runs in ./abacus-data would be merged into queries.
+        storage: abacus_server::sinks::StorageConfig::disabled(),
         ..Config::default()
     };
     let server = Server::bind(config).await.unwrap();

@@ -21,6 +21,8 @@ async fn start() -> Srv {
     let config = Config {
         listen: Listen::loopback_ephemeral(),
         window_ms: 3_600_000,
+        // No files: history from earlier runs in ./abacus-data would be merged into queries.
+        storage: abacus_server::sinks::StorageConfig::disabled(),
         retention_secs: 7_200,
         ..Config::default()
     };

@@ -10,6 +10,8 @@ async fn poll_reads_services_and_their_latency_windows() {
     let config = Config {
         listen: Listen::loopback_ephemeral(),
         window_ms: 3_600_000,
+        // No files: history from earlier runs in ./abacus-data would be merged into queries.
+        storage: abacus_server::sinks::StorageConfig::disabled(),
         ..Config::default()
     };
     let server = Server::bind(config).await.unwrap();
