@@ -118,6 +118,20 @@ fn main() {
         "spread" => run_spread(&registry, n, false),
         "spread-latency" => run_spread(&registry, n, true),
         "snapshot" => run_snapshot(&registry, n as u32),
+        "latency2" | "handle2" => {
+            // Two threads, same series: compare with one thread's time for `n`.
+            let started = Instant::now();
+            std::thread::scope(|s| {
+                for _ in 0..2 {
+                    let registry = &registry;
+                    let mode = mode.clone();
+                    s.spawn(move || {
+                        if mode == "latency2" { run_latency(registry, n) } else { run_handle(registry, n) }
+                    });
+                }
+            });
+            println!("2 threads x {n}: {:?}", started.elapsed());
+        }
         other => eprintln!("unknown mode {other}"),
     }
 }
