@@ -126,7 +126,11 @@ fn main() {
                     let registry = &registry;
                     let mode = mode.clone();
                     s.spawn(move || {
-                        if mode == "latency2" { run_latency(registry, n) } else { run_handle(registry, n) }
+                        if mode == "latency2" {
+                            run_latency(registry, n)
+                        } else {
+                            run_handle(registry, n)
+                        }
                     });
                 }
             });
