@@ -360,3 +360,38 @@ fn metrics_facade_records_into_the_registry() {
     assert_eq!(snap.gauge("temp", &[]), Some(22.0));
     assert_eq!(snap.counter("abs", &[]), Some(40));
 }
+
+#[test]
+fn handles_on_the_global_overflow_series_are_counted_on_every_path() {
+    let registry = Registry::builder()
+        .max_series(1)
+        .max_overflow_series(1)
+        .evict_after_idle(1)
+        .build()
+        .unwrap();
+    registry.record_latency("a", 1); // the one live series
+    registry.increment_counter("b", &[("service", "x")], 1); // the one overflow series
+    // Name `c` is refused and its overflow series too: the global fallback takes it.
+    let first = registry.counter("c", &[("service", "y")]); // creates it (write path)
+    let second = registry.counter("c", &[("service", "z")]); // finds it (read path)
+    first.increment(1);
+    second.increment(2);
+    let snap = registry.snapshot();
+    assert_eq!(
+        snap.counter("abacus_overflow", &[("kind", "counter")]),
+        Some(3)
+    );
+    drop(first);
+    drop(second);
+    // With every handle gone the idle series can be evicted (an uncounted handle would
+    // have wrapped the count and pinned it forever).
+    for _ in 0..3 {
+        registry.delta();
+    }
+    assert!(
+        registry
+            .snapshot()
+            .get("abacus_overflow", &[("kind", "counter")])
+            .is_none()
+    );
+}

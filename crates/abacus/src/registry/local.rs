@@ -3,6 +3,8 @@
 //! and does no read-modify-write.
 
 use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::{Arc, Weak};
 
 use std::hash::{Hash, Hasher};
@@ -14,36 +16,39 @@ use crate::key::{BuildKeyHasher, Key};
 use crate::registry::cell::CellRef;
 use crate::sync::{self, Mutex, Ordering};
 
-/// Pool of shard ids. A thread takes an id on its first record into a registry and gives
-/// it back when it exits; the next thread reuses the id, and with it the cells, so the
-/// number of cells per series is bounded by the peak number of live recording threads.
+/// Pool of small reusable ids, lowest first. Used for shard ids (a thread takes one on its
+/// first record into a registry and gives it back when it exits; the next thread reuses
+/// the id, and with it the cells, so the number of cells per series is bounded by the peak
+/// number of live recording threads) and for series slots.
 #[derive(Debug, Default)]
-pub(crate) struct ShardPool {
-    free: Vec<usize>,
+pub(crate) struct IdPool {
+    /// Min-heap of returned ids: lowest first keeps per-series cell vectors and the slot
+    /// caches short; O(log n) per release even when many series are evicted at once.
+    free: BinaryHeap<Reverse<usize>>,
     next: usize,
 }
 
-impl ShardPool {
+impl IdPool {
     /// Takes a free id. The pool's mutex orders the previous owner's last writes to the
     /// shard's cells before the new owner's first plain load of them.
-    pub(crate) fn acquire(pool: &Mutex<ShardPool>) -> usize {
+    pub(crate) fn acquire(pool: &Mutex<IdPool>) -> usize {
         let mut p = sync::lock(pool);
-        p.free.pop().unwrap_or_else(|| {
-            p.next += 1;
-            p.next - 1
-        })
+        match p.free.pop() {
+            Some(Reverse(id)) => id,
+            None => {
+                p.next += 1;
+                p.next - 1
+            }
+        }
     }
 
-    /// Returns `id`; see [`ShardPool::acquire`].
-    pub(crate) fn release(pool: &Mutex<ShardPool>, id: usize) {
-        let mut p = sync::lock(pool);
-        // Lowest ids first keeps the per-series cell vectors short.
-        p.free.push(id);
-        p.free.sort_unstable_by(|a, b| b.cmp(a));
+    /// Returns `id`; see [`IdPool::acquire`].
+    pub(crate) fn release(pool: &Mutex<IdPool>, id: usize) {
+        sync::lock(pool).free.push(Reverse(id));
     }
 
-    /// Ids ever handed out (the peak number of concurrently recording threads).
-    pub(crate) fn high_water(pool: &Mutex<ShardPool>) -> usize {
+    /// Ids ever handed out (for shards: the peak number of concurrently recording threads).
+    pub(crate) fn high_water(pool: &Mutex<IdPool>) -> usize {
         sync::lock(pool).next
     }
 }
@@ -183,7 +188,7 @@ impl Drop for LocalShard {
         self.keyed.clear();
         self.by_slot.clear();
         if let Some(inner) = self.registry.upgrade() {
-            ShardPool::release(&inner.shards, self.shard);
+            IdPool::release(&inner.shards, self.shard);
         }
     }
 }
@@ -266,7 +271,7 @@ fn switch(set: &mut LocalSet, inner: &Arc<Inner>) {
             LocalShard {
                 registry_id: inner.id,
                 registry: Arc::downgrade(inner),
-                shard: ShardPool::acquire(&inner.shards),
+                shard: IdPool::acquire(&inner.shards),
                 // Relaxed: see `sweep_if_evicted`.
                 epoch: inner.evict_epoch.load(Ordering::Relaxed),
                 latency: HashMap::default(),

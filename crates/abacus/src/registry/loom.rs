@@ -5,7 +5,7 @@ use loom::thread;
 
 use super::cell::{Cell, CellRef, MetricKind};
 use super::collect::{Collector, Retiring, collect_retiring};
-use super::local::ShardPool;
+use super::local::IdPool;
 use super::series::Series;
 use crate::key::Key;
 use crate::snapshot::{SeriesSnapshot, Unit, Value};
@@ -26,7 +26,7 @@ fn counter_total(out: &[SeriesSnapshot]) -> u64 {
 #[test]
 fn shard_handover_loses_no_plain_store() {
     loom::model(|| {
-        let pool = Arc::new(Mutex::new(ShardPool::default()));
+        let pool = Arc::new(Mutex::new(IdPool::default()));
         let cells: Arc<Vec<Cell>> = Arc::new(
             (0..2)
                 .map(|_| Cell::new(1, MetricKind::Counter, 4))
@@ -36,10 +36,10 @@ fn shard_handover_loses_no_plain_store() {
             .map(|_| {
                 let (pool, cells) = (pool.clone(), cells.clone());
                 thread::spawn(move || {
-                    let id = ShardPool::acquire(&pool);
+                    let id = IdPool::acquire(&pool);
                     cells[id].add_u64::<false>(1);
                     cells[id].add_u64::<false>(1);
-                    ShardPool::release(&pool, id);
+                    IdPool::release(&pool, id);
                 })
             })
             .collect();
@@ -47,7 +47,7 @@ fn shard_handover_loses_no_plain_store() {
         for t in threads {
             t.join().unwrap();
         }
-        let id = ShardPool::acquire(&pool);
+        let id = IdPool::acquire(&pool);
         cells[id].add_u64::<false>(1);
         let total: u64 = cells.iter().map(Cell::scalar).sum();
         assert_eq!(total, 5);

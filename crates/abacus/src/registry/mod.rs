@@ -31,7 +31,7 @@ use hashbrown::HashMap;
 pub use cell::MetricKind;
 pub(crate) use cell::{Cell, CellRef};
 pub(crate) use collect::Collector;
-use local::{ServiceKey, ServiceRef, ShardPool, thread_tag, with_local};
+use local::{IdPool, ServiceKey, ServiceRef, thread_tag, with_local};
 pub(crate) use series::Series;
 
 use crate::error::BuildError;
@@ -154,12 +154,6 @@ pub struct RegistryStats {
 
 type Index = HashMap<Key, Arc<Series>, BuildKeyHasher>;
 
-#[derive(Debug, Default)]
-struct SlotPool {
-    free: Vec<usize>,
-    next: usize,
-}
-
 pub(crate) struct Inner {
     pub(crate) id: u64,
     pub(crate) config: RegistryConfig,
@@ -171,9 +165,9 @@ pub(crate) struct Inner {
     overflow_count: AtomicUsize,
     next_series_id: AtomicU64,
     /// Lock: series creation and eviction only.
-    slots: Mutex<SlotPool>,
+    slots: Mutex<IdPool>,
     /// Lock: a thread's first record into this registry, and thread exit.
-    pub(crate) shards: Mutex<ShardPool>,
+    pub(crate) shards: Mutex<IdPool>,
     /// Bumped after each eviction; threads then sweep retired cells out of their caches.
     pub(crate) evict_epoch: AtomicU64,
     refused: AtomicU64,
@@ -250,8 +244,8 @@ impl Registry {
                 series_count: AtomicUsize::new(0),
                 overflow_count: AtomicUsize::new(0),
                 next_series_id: AtomicU64::new(1),
-                slots: Mutex::new(SlotPool::default()),
-                shards: Mutex::new(ShardPool::default()),
+                slots: Mutex::new(IdPool::default()),
+                shards: Mutex::new(IdPool::default()),
                 evict_epoch: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
                 evicted: AtomicU64::new(0),
@@ -533,7 +527,7 @@ impl Registry {
             evicted_series: inner.evicted.load(Ordering::Relaxed),
             retiring_series: sync::lock(&inner.collector).zombies.len(),
             kind_conflicts: inner.conflicts.load(Ordering::Relaxed),
-            shards: ShardPool::high_water(&inner.shards),
+            shards: IdPool::high_water(&inner.shards),
         }
     }
 
@@ -771,24 +765,7 @@ impl Inner {
         {
             return Ok(None);
         }
-        let slot = {
-            let mut slots = sync::lock(&self.slots);
-            slots.free.pop().unwrap_or_else(|| {
-                slots.next += 1;
-                slots.next - 1
-            })
-        };
-        // Relaxed: unique id generation only.
-        let id = self.next_series_id.fetch_add(1, Ordering::Relaxed);
-        let series = Arc::new(Series::new(
-            id,
-            slot,
-            key.to_key(),
-            kind,
-            unit,
-            self.config.scale,
-            overflow,
-        ));
+        let series = self.new_series(key.to_key(), kind, unit, overflow);
         if for_handle {
             // Relaxed: not yet visible to anyone else.
             series.handles.store(1, Ordering::Relaxed);
@@ -819,37 +796,42 @@ impl Inner {
             Ok(None) => {
                 let labels = [("kind", kind.as_str())];
                 // The global fallback is exempt from limits: one per kind at most.
-                let stripe = self.stripe(KeyRef::new("abacus_overflow", &labels).hash);
                 let k = KeyRef::new("abacus_overflow", &labels);
+                let stripe = self.stripe(k.hash);
                 if let Some(s) = sync::read(stripe).get(&k) {
+                    if for_handle {
+                        // Relaxed: the stripe read lock held here orders this with eviction.
+                        s.handles.fetch_add(1, Ordering::Relaxed);
+                    }
                     return Some(s.clone());
                 }
                 let mut map = sync::write(stripe);
-                let s = map.entry(k.to_key()).or_insert_with(|| {
-                    let slot = {
-                        let mut slots = sync::lock(&self.slots);
-                        slots.next += 1;
-                        slots.next - 1
-                    };
-                    // Relaxed: unique id generation only.
-                    let id = self.next_series_id.fetch_add(1, Ordering::Relaxed);
-                    Arc::new(Series::new(
-                        id,
-                        slot,
-                        k.to_key(),
-                        kind,
-                        unit,
-                        self.config.scale,
-                        true,
-                    ))
-                });
+                let s = map
+                    .entry(k.to_key())
+                    .or_insert_with(|| self.new_series(k.to_key(), kind, unit, true));
                 if for_handle {
-                    // Relaxed: ordered with eviction by the stripe lock.
+                    // Relaxed: the stripe write lock held here orders this with eviction.
                     s.handles.fetch_add(1, Ordering::Relaxed);
                 }
                 Some(s.clone())
             }
         }
+    }
+
+    /// A new series with a fresh id and a free slot.
+    fn new_series(&self, key: Key, kind: MetricKind, unit: Unit, overflow: bool) -> Arc<Series> {
+        let slot = IdPool::acquire(&self.slots);
+        // Relaxed: unique id generation only.
+        let id = self.next_series_id.fetch_add(1, Ordering::Relaxed);
+        Arc::new(Series::new(
+            id,
+            slot,
+            key,
+            kind,
+            unit,
+            self.config.scale,
+            overflow,
+        ))
     }
 
     /// Every live series (a consistent list per stripe).
@@ -879,7 +861,7 @@ impl Inner {
         };
         // Relaxed: statistics / limit accounting.
         counter.fetch_sub(1, Ordering::Relaxed);
-        sync::lock(&self.slots).free.push(series.slot);
+        IdPool::release(&self.slots, series.slot);
         // Relaxed: statistics counter.
         self.evicted.fetch_add(1, Ordering::Relaxed);
         true
