@@ -383,14 +383,21 @@ impl Converter<'_> {
     }
 
     /// Run a cumulative point through the tracker; `Ok(None)` = nothing to emit.
+    /// Turns a cumulative point of a stream into its delta (`None`: nothing to apply yet).
     fn cumulative(
         &mut self,
         ctx: &MetricCtx<'_>,
         kind: StreamKind,
         attrs: &[KeyValue],
-        point: CumulativePoint,
+        (start_time_unix_nano, time_unix_nano): (u64, u64),
+        value: CumulativeValue,
     ) -> Result<Option<CumulativeValue>, String> {
         let key = ctx.key(kind, attrs);
+        let point = CumulativePoint {
+            start_time_unix_nano,
+            time_unix_nano,
+            value,
+        };
         match self.tracker.update(&key, point) {
             DeltaOutcome::Delta(v) => Ok(Some(v)),
             DeltaOutcome::Baseline | DeltaOutcome::Stale => Ok(None),
@@ -481,12 +488,14 @@ impl Converter<'_> {
                 if v < 0.0 {
                     return Err(ctx.err("monotonic cumulative sum is negative"));
                 }
-                let point = CumulativePoint {
-                    start_time_unix_nano: p.start_time_unix_nano,
-                    time_unix_nano: p.time_unix_nano,
-                    value: CumulativeValue::Sum(v),
-                };
-                match self.cumulative(ctx, StreamKind::Sum, &p.attributes, point)? {
+                let times = (p.start_time_unix_nano, p.time_unix_nano);
+                match self.cumulative(
+                    ctx,
+                    StreamKind::Sum,
+                    &p.attributes,
+                    times,
+                    CumulativeValue::Sum(v),
+                )? {
                     Some(CumulativeValue::Sum(d)) => SampleValue::Counter(d),
                     _ => return Ok(()),
                 }
@@ -511,12 +520,14 @@ impl Converter<'_> {
         let h = match t {
             Temporality::Delta => h,
             Temporality::Cumulative => {
-                let point = CumulativePoint {
-                    start_time_unix_nano: p.start_time_unix_nano,
-                    time_unix_nano: p.time_unix_nano,
-                    value: CumulativeValue::Histogram(h),
-                };
-                match self.cumulative(ctx, StreamKind::Histogram, &p.attributes, point)? {
+                let times = (p.start_time_unix_nano, p.time_unix_nano);
+                match self.cumulative(
+                    ctx,
+                    StreamKind::Histogram,
+                    &p.attributes,
+                    times,
+                    CumulativeValue::Histogram(h),
+                )? {
                     Some(CumulativeValue::Histogram(d)) => d,
                     _ => return Ok(()),
                 }
@@ -541,12 +552,14 @@ impl Converter<'_> {
         let h = match t {
             Temporality::Delta => h,
             Temporality::Cumulative => {
-                let point = CumulativePoint {
-                    start_time_unix_nano: p.start_time_unix_nano,
-                    time_unix_nano: p.time_unix_nano,
-                    value: CumulativeValue::ExpHistogram(h),
-                };
-                match self.cumulative(ctx, StreamKind::ExpHistogram, &p.attributes, point)? {
+                let times = (p.start_time_unix_nano, p.time_unix_nano);
+                match self.cumulative(
+                    ctx,
+                    StreamKind::ExpHistogram,
+                    &p.attributes,
+                    times,
+                    CumulativeValue::ExpHistogram(h),
+                )? {
                     Some(CumulativeValue::ExpHistogram(d)) => d,
                     _ => return Ok(()),
                 }
