@@ -135,26 +135,19 @@ impl Server {
             }
         };
 
-        if let Some(l) = http {
-            tracing::info!(addr = ?l.local_addr().ok(), "HTTP API listening");
-            let router = app::router(state.clone());
+        let axum_listeners = [
+            (http, app::router(state.clone()), "HTTP API"),
+            (otlp_http, otlp::http::router(state.clone()), "OTLP/HTTP"),
+        ];
+        for (listener, router, what) in axum_listeners {
+            let Some(l) = listener else { continue };
+            tracing::info!(addr = ?l.local_addr().ok(), "{what} listening");
             let stop = stopped(stop_rx.clone());
             tasks.spawn(async move {
                 axum::serve(l, router)
                     .with_graceful_shutdown(stop)
                     .await
-                    .map_err(server_err("HTTP API"))
-            });
-        }
-        if let Some(l) = otlp_http {
-            tracing::info!(addr = ?l.local_addr().ok(), "OTLP/HTTP listening");
-            let router = otlp::http::router(state.clone());
-            let stop = stopped(stop_rx.clone());
-            tasks.spawn(async move {
-                axum::serve(l, router)
-                    .with_graceful_shutdown(stop)
-                    .await
-                    .map_err(server_err("OTLP/HTTP"))
+                    .map_err(server_err(what))
             });
         }
         if let Some(l) = otlp_grpc {
