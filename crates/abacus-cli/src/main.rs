@@ -10,6 +10,12 @@ use abacus_server::Config;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
+/// mimalloc instead of the system allocator: OTLP decoding and conversion allocate a few
+/// small strings per point, and glibc's malloc/free was ~29 % of the server's CPU under
+/// OTLP load (crates/abacus-bench/SERVER-RESULTS.md). Declaring it needs no `unsafe`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 // tools: `load`, `top`, `demo` and logging live in their own modules.
 mod logging;
 mod tools;
@@ -64,6 +70,9 @@ struct ServeArgs {
     /// StatsD UDP address, or `off` [default 127.0.0.1:8125].
     #[arg(long, env = "ABACUS_STATSD_ADDR", value_parser = listen_addr)]
     statsd_addr: Option<ListenArg>,
+    /// StatsD TCP address (newline-delimited lines), or `off` [default off].
+    #[arg(long, env = "ABACUS_STATSD_TCP_ADDR", value_parser = listen_addr)]
+    statsd_tcp_addr: Option<ListenArg>,
     /// Window length in milliseconds [default 10000].
     #[arg(long, env = "ABACUS_WINDOW_MS")]
     window_ms: Option<u64>,
@@ -168,6 +177,9 @@ impl ServeArgs {
         if let Some(ListenArg(a)) = self.statsd_addr {
             c.listen.statsd = a;
         }
+        if let Some(ListenArg(a)) = self.statsd_tcp_addr {
+            c.listen.statsd_tcp = a;
+        }
         if let Some(v) = self.window_ms {
             c.window_ms = v;
         }
@@ -237,6 +249,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         otlp_http = ?server.otlp_http_addr(),
         otlp_grpc = ?server.otlp_grpc_addr(),
         statsd = ?server.statsd_addr(),
+        statsd_tcp = ?server.statsd_tcp_addr(),
         "abacus serving"
     );
     server.run(shutdown_signal()).await.context("serving")?;

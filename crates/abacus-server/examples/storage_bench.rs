@@ -155,11 +155,22 @@ async fn ingest(secs: f64) {
         Ok(u) => u,
         Err(_) => noop_receiver().await,
     };
-    for with_sinks in [false, true] {
+    // WINDOW_MS (default: the server's default window) and ROUNDS of off/on pairs,
+    // alternated so drift in the machine's load hits both sides alike.
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(d)
+    };
+    let window_ms = env("WINDOW_MS", abacus_server::Config::default().window_ms);
+    let rounds = env("ROUNDS", 1).max(1);
+    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for with_sinks in (0..rounds).flat_map(|_| [false, true]) {
         let dir = tempfile::tempdir().unwrap();
         let mut config = abacus_server::Config {
             listen: abacus_server::config::Listen::loopback_ephemeral(),
-            window_ms: 1000,
+            window_ms,
             ..abacus_server::Config::default()
         };
         config.listen.statsd = None;
@@ -256,14 +267,26 @@ async fn ingest(secs: f64) {
                     .collect()
             })
             .unwrap_or_default();
+        let rate = samples as f64 / el.as_secs_f64();
+        rates[usize::from(with_sinks)].push(rate);
         println!(
-            "ingest, sinks {:<4}: {:>9.0} samples/s over {:.1} s  [{}]",
+            "ingest, sinks {:<4}: {:>9.0} samples/s over {:.1} s, {window_ms} ms windows  [{}]",
             if with_sinks { "on" } else { "off" },
-            samples as f64 / el.as_secs_f64(),
+            rate,
             el.as_secs_f64(),
             written.join("; ")
         );
     }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (off, on) = (median(&mut rates[0]), median(&mut rates[1]));
+    println!(
+        "median of {rounds}: sinks off {off:.0}, on {on:.0} samples/s: on/off = {:.3} ({:+.1} %)",
+        on / off,
+        100.0 * (on / off - 1.0)
+    );
 }
 
 #[tokio::main]

@@ -51,7 +51,9 @@ pub(crate) struct Shared {
     pub(crate) board: ServiceBoard,
     pub(crate) telemetry: Telemetry,
     pub(crate) json: JsonConfig,
-    /// Lock: one OTLP request's conversion at a time (the stream table is shared).
+    /// Lock: the cumulative→delta stream table, taken by an OTLP request at its first
+    /// cumulative point and held to the end of its conversion (DELTA-only requests never
+    /// take it).
     pub(crate) otlp_tracker: Mutex<CumulativeToDelta>,
     pub(crate) otlp_convert: ConvertConfig,
     pub(crate) otlp_limits: DecodeLimits,

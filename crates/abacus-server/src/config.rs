@@ -14,6 +14,7 @@
 //! otlp_http = "127.0.0.1:4318"
 //! otlp_grpc = "127.0.0.1:4317"
 //! statsd = "off"
+//! statsd_tcp = "127.0.0.1:8125"   # StatsD over TCP (default off)
 //!
 //! [limits]
 //! max_body_bytes = 4194304          # JSON ingest bodies
@@ -83,6 +84,9 @@ pub struct Listen {
     /// StatsD / DogStatsD over UDP. Default `127.0.0.1:8125`.
     #[serde(with = "addr_or_off")]
     pub statsd: Option<SocketAddr>,
+    /// StatsD / DogStatsD over TCP, newline-delimited lines. Default off.
+    #[serde(with = "addr_or_off")]
+    pub statsd_tcp: Option<SocketAddr>,
 }
 
 /// Size limits of the ingest paths.
@@ -141,6 +145,7 @@ impl Default for Listen {
             otlp_http: local(4318),
             otlp_grpc: local(4317),
             statsd: local(8125),
+            statsd_tcp: None,
         }
     }
 }
@@ -154,16 +159,23 @@ impl Listen {
             otlp_http: any,
             otlp_grpc: any,
             statsd: any,
+            statsd_tcp: any,
         }
     }
 
     /// Enabled addresses that are not loopback (exposed beyond this machine).
     pub fn non_loopback(&self) -> Vec<SocketAddr> {
-        [self.http, self.otlp_http, self.otlp_grpc, self.statsd]
-            .into_iter()
-            .flatten()
-            .filter(|a| !a.ip().is_loopback())
-            .collect()
+        [
+            self.http,
+            self.otlp_http,
+            self.otlp_grpc,
+            self.statsd,
+            self.statsd_tcp,
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|a| !a.ip().is_loopback())
+        .collect()
     }
 }
 

@@ -31,6 +31,7 @@ pub struct Server {
     otlp_grpc: Option<TcpListener>,
     statsd: Option<UdpSocket>,
     statsd_recv_buffer: usize,
+    statsd_tcp: Option<TcpListener>,
 }
 
 async fn bind_tcp(
@@ -74,6 +75,7 @@ impl Server {
                 (Some(sock), granted)
             }
         };
+        let statsd_tcp = bind_tcp("StatsD/TCP", listen.statsd_tcp).await?;
         Ok(Server {
             state,
             http,
@@ -81,6 +83,7 @@ impl Server {
             otlp_grpc,
             statsd,
             statsd_recv_buffer,
+            statsd_tcp,
         })
     }
 
@@ -104,6 +107,11 @@ impl Server {
         self.statsd.as_ref().and_then(|s| s.local_addr().ok())
     }
 
+    /// Bound address of the StatsD TCP listener (off by default).
+    pub fn statsd_tcp_addr(&self) -> Option<SocketAddr> {
+        self.statsd_tcp.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// The shared state (registry, windows): for tests and embedding.
     pub fn state(&self) -> &AppState {
         &self.state
@@ -122,6 +130,7 @@ impl Server {
             otlp_grpc,
             statsd,
             statsd_recv_buffer,
+            statsd_tcp,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -177,6 +186,14 @@ impl Server {
             let (st, rx) = (state.clone(), stop_rx.clone());
             tasks.spawn(async move {
                 statsd::run(sock, st, rx).await;
+                Ok(())
+            });
+        }
+        if let Some(l) = statsd_tcp {
+            tracing::info!(addr = ?l.local_addr().ok(), "StatsD/TCP listening");
+            let (st, rx) = (state.clone(), stop_rx.clone());
+            tasks.spawn(async move {
+                statsd::run_tcp(l, st, rx).await;
                 Ok(())
             });
         }

@@ -47,6 +47,8 @@ pub enum Protocol {
     OtlpGrpc,
     /// StatsD over UDP.
     Statsd,
+    /// StatsD over TCP (newline-delimited lines).
+    StatsdTcp,
 }
 
 impl Protocol {
@@ -57,6 +59,7 @@ impl Protocol {
             Protocol::OtlpHttp => "otlp_http",
             Protocol::OtlpGrpc => "otlp_grpc",
             Protocol::Statsd => "statsd",
+            Protocol::StatsdTcp => "statsd_tcp",
         }
     }
 }

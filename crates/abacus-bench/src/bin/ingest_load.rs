@@ -5,7 +5,7 @@
 //! ingest_load otlp   --url http://127.0.0.1:4318/v1/metrics --api http://127.0.0.1:3001 [--secs 5] [--conns 4] [--threads 1]
 //! ingest_load json   --url http://127.0.0.1:3001/metrics    --api http://127.0.0.1:3001 [--secs 5] [--conns 4] [--items 1000]
 //! ingest_load statsd --addr 127.0.0.1:8125 (--api http://127.0.0.1:3001 | --etsy-admin 127.0.0.1:8126)
-//!                    --rates 100000,200000 [--lines-per-packet 40] [--secs 3] [--label NAME]
+//!                    --rates 100000,200000 [--lines-per-packet 40] [--secs 3] [--sources 4] [--label NAME]
 //! ```
 //!
 //! * `otlp` / `json`: `--conns` connections (one HTTP/1.1 client each) post the same
@@ -13,7 +13,8 @@
 //!   minus `rejected_data_points` (OTLP) / the `accepted` field (JSON). The server's own
 //!   `abacus_ingest_samples_total{protocol=...}` is read before and after to confirm.
 //! * `statsd`: one sender thread paces datagrams to each target rate in `--rates` (lines/s,
-//!   ascending) for `--secs`, then waits until the receiver's count stops moving; lines
+//!   ascending) for `--secs`, round-robin over `--sources` client sockets (as that many
+//!   client processes would send), then waits until the receiver's count stops moving; lines
 //!   counted by the receiver (abacus: `abacus_ingest_samples_total{protocol="statsd"}`, Etsy:
 //!   `statsd.metrics_received` from the management `counters` command) are compared with
 //!   lines sent, next to the `RcvbufErrors` delta of `/proc/net/snmp`. Stops after the first
@@ -165,9 +166,22 @@ async fn http_load(kind: HttpKind, a: &Args) {
 }
 
 /// Sends `packets` (cycled) at `pps` for `secs`; returns (packets sent, send errors, seconds).
-fn blast(target: SocketAddr, packets: &[Vec<u8>], pps: u64, secs: u64) -> (u64, u64, f64) {
-    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind sender");
-    sock.connect(target).expect("connect sender");
+fn blast(
+    target: SocketAddr,
+    packets: &[Vec<u8>],
+    pps: u64,
+    secs: u64,
+    sources: usize,
+) -> (u64, u64, f64) {
+    // Several source sockets (ports), as several client processes would have: a receiver
+    // that spreads senders over sockets (`SO_REUSEPORT`) sees more than one flow.
+    let socks: Vec<UdpSocket> = (0..sources.max(1))
+        .map(|_| {
+            let sock = UdpSocket::bind("127.0.0.1:0").expect("bind sender");
+            sock.connect(target).expect("connect sender");
+            sock
+        })
+        .collect();
     let total = pps * secs;
     let start = Instant::now();
     let (mut sent, mut errors) = (0u64, 0u64);
@@ -180,7 +194,7 @@ fn blast(target: SocketAddr, packets: &[Vec<u8>], pps: u64, secs: u64) -> (u64, 
         }
         while sent < due {
             let p = &packets[(sent as usize) % packets.len()];
-            if sock.send(p).is_err() {
+            if socks[(sent as usize) % socks.len()].send(p).is_err() {
                 errors += 1;
             }
             sent += 1;
@@ -243,6 +257,7 @@ async fn statsd_load(a: &Args) {
     let addr: SocketAddr = a.req("--addr").parse().expect("--addr");
     let secs = a.num("--secs", 3);
     let lpp = a.num("--lines-per-packet", 40).max(1);
+    let sources = a.num("--sources", 4).max(1) as usize;
     let label = a.get("--label").unwrap_or("abacus").to_owned();
     let rates: Vec<u64> = a
         .req("--rates")
@@ -267,7 +282,7 @@ async fn statsd_load(a: &Args) {
         let rcvbuf_before = udp_rcvbuf_errors();
         let p = packets.clone();
         let (sent, send_errors, took) =
-            tokio::task::spawn_blocking(move || blast(addr, &p, pps, secs))
+            tokio::task::spawn_blocking(move || blast(addr, &p, pps, secs, sources))
                 .await
                 .expect("sender");
         let lines_sent = sent * lpp;

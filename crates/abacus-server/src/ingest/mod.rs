@@ -294,13 +294,17 @@ pub fn normalize_labels(
 ) -> Result<Vec<(String, String)>, ValidationError> {
     // Stable sort keeps input order among equal names; keep the last one.
     labels.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut out: Vec<(String, String)> = Vec::with_capacity(labels.len());
-    for pair in labels {
-        match out.last_mut() {
-            Some(last) if last.0 == pair.0 => *last = pair,
-            _ => out.push(pair),
+    // In place: of a run of equal names keep the last (`dedup_by` drops `later` after
+    // it has been swapped into the kept slot).
+    labels.dedup_by(|later, kept| {
+        if later.0 == kept.0 {
+            std::mem::swap(later, kept);
+            true
+        } else {
+            false
         }
-    }
+    });
+    let out = labels;
     if out.len() > limits.max_labels {
         return Err(ValidationError::TooManyLabels {
             count: out.len(),

@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 };
 
 use crate::app::AppState;
-use crate::ingest::otlp::convert::convert_request;
+use crate::ingest::otlp::convert::convert_request_shared;
 use crate::telemetry::Protocol;
 
 impl AppState {
@@ -22,14 +22,7 @@ impl AppState {
         protocol: Protocol,
         req: &ExportMetricsServiceRequest,
     ) -> ExportMetricsServiceResponse {
-        let out = {
-            let mut tracker = self
-                .inner
-                .otlp_tracker
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            convert_request(req, &mut tracker, &self.inner.otlp_convert)
-        };
+        let out = convert_request_shared(req, &self.inner.otlp_tracker, &self.inner.otlp_convert);
         let applied = self.apply(protocol, &out.samples);
         self.telemetry()
             .rejects(protocol, "data_point", out.rejected_data_points);

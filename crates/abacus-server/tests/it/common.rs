@@ -30,6 +30,7 @@ pub struct Running {
     pub otlp_http: SocketAddr,
     pub otlp_grpc: SocketAddr,
     pub statsd: SocketAddr,
+    pub statsd_tcp: Option<SocketAddr>,
     pub state: AppState,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ServeError>>,
@@ -43,6 +44,7 @@ pub async fn start(config: Config) -> Running {
         otlp_http: server.otlp_http_addr().expect("otlp http"),
         otlp_grpc: server.otlp_grpc_addr().expect("otlp grpc"),
         statsd: server.statsd_addr().expect("statsd"),
+        statsd_tcp: server.statsd_tcp_addr(),
         state: server.state().clone(),
         stop: Some(tx),
         task: tokio::spawn(server.run(async {

@@ -45,6 +45,7 @@
 //!   point.
 
 use std::fmt::Write as _;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -367,8 +368,31 @@ fn temporality(t: i32) -> Option<Temporality> {
     }
 }
 
+/// The cumulative→delta table of one conversion: borrowed for the whole request, or a
+/// shared table locked at the request's first cumulative point and held to its end (a
+/// request of DELTA points only never takes the lock, so such requests convert in
+/// parallel).
+enum Tracker<'a> {
+    Owned(&'a mut CumulativeToDelta),
+    Shared {
+        table: &'a Mutex<CumulativeToDelta>,
+        guard: Option<MutexGuard<'a, CumulativeToDelta>>,
+    },
+}
+
+impl Tracker<'_> {
+    fn get(&mut self) -> &mut CumulativeToDelta {
+        match self {
+            Tracker::Owned(t) => t,
+            Tracker::Shared { table, guard } => {
+                guard.get_or_insert_with(|| table.lock().unwrap_or_else(PoisonError::into_inner))
+            }
+        }
+    }
+}
+
 struct Converter<'a> {
-    tracker: &'a mut CumulativeToDelta,
+    tracker: Tracker<'a>,
     config: &'a ConvertConfig,
     out: ConvertOutput,
 }
@@ -398,7 +422,7 @@ impl Converter<'_> {
             time_unix_nano,
             value,
         };
-        match self.tracker.update(&key, point) {
+        match self.tracker.get().update(&key, point) {
             DeltaOutcome::Delta(v) => Ok(Some(v)),
             DeltaOutcome::Baseline | DeltaOutcome::Stale => Ok(None),
             DeltaOutcome::Refused => Err(ctx.err("too many cumulative streams, point refused")),
@@ -622,6 +646,28 @@ fn point_count(m: &Metric) -> usize {
 pub fn convert_request(
     req: &ExportMetricsServiceRequest,
     tracker: &mut CumulativeToDelta,
+    config: &ConvertConfig,
+) -> ConvertOutput {
+    convert(req, Tracker::Owned(tracker), config)
+}
+
+/// [`convert_request`] with a table shared between concurrent requests: locked only from
+/// the first cumulative point of `req` to the end of the conversion.
+pub fn convert_request_shared(
+    req: &ExportMetricsServiceRequest,
+    tracker: &Mutex<CumulativeToDelta>,
+    config: &ConvertConfig,
+) -> ConvertOutput {
+    let tracker = Tracker::Shared {
+        table: tracker,
+        guard: None,
+    };
+    convert(req, tracker, config)
+}
+
+fn convert(
+    req: &ExportMetricsServiceRequest,
+    tracker: Tracker<'_>,
     config: &ConvertConfig,
 ) -> ConvertOutput {
     let mut conv = Converter {
