@@ -112,6 +112,12 @@ struct StorageArgs {
     /// Prometheus remote-write URL (http://...); turns remote-write export on.
     #[arg(long, env = "ABACUS_REMOTE_WRITE_URL")]
     remote_write_url: Option<String>,
+    /// Bearer token sent to the remote-write receiver.
+    #[arg(long, env = "ABACUS_REMOTE_WRITE_BEARER_TOKEN", hide_env_values = true)]
+    remote_write_bearer_token: Option<String>,
+    /// Extra remote-write header `NAME=VALUE` (repeatable), e.g. `X-Scope-OrgID=team-a`.
+    #[arg(long = "remote-write-header", value_parser = header_arg)]
+    remote_write_headers: Vec<(String, String)>,
     /// DynamoDB endpoint override (e.g. http://127.0.0.1:8000 for dynalite).
     #[arg(long, env = "ABACUS_DYNAMODB_ENDPOINT")]
     dynamodb_endpoint: Option<String>,
@@ -121,6 +127,13 @@ struct StorageArgs {
     /// DynamoDB region [default: AWS_REGION, else us-east-1].
     #[arg(long, env = "ABACUS_DYNAMODB_REGION")]
     dynamodb_region: Option<String>,
+}
+
+fn header_arg(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+        _ => Err(format!("expected NAME=VALUE, got {s:?}")),
+    }
 }
 
 impl StorageArgs {
@@ -136,6 +149,12 @@ impl StorageArgs {
         }
         if let Some(url) = self.remote_write_url {
             s.remote_write.get_or_insert_with(Default::default).url = url;
+        }
+        if let Some(rw) = s.remote_write.as_mut() {
+            if let Some(t) = self.remote_write_bearer_token {
+                rw.bearer_token = Some(t);
+            }
+            rw.headers.extend(self.remote_write_headers);
         }
         if self.dynamodb_endpoint.is_some()
             || self.dynamodb_table.is_some()

@@ -120,6 +120,7 @@ async fn sinks(series: usize, secs: f64) {
     let rw = abacus_server::sinks::remote_write::sink::RemoteWrite::new(&RemoteWriteConfig {
         url: url.clone(),
         timeout_ms: 5000,
+        ..Default::default()
     })
     .unwrap();
     bench_backend(
@@ -181,6 +182,7 @@ async fn ingest(secs: f64) {
             s.remote_write = Some(RemoteWriteConfig {
                 url: rw_url.clone(),
                 timeout_ms: 5000,
+                ..Default::default()
             });
             if let Ok(ep) = std::env::var("DYNAMODB_ENDPOINT") {
                 s.dynamodb = Some(DynamoDbConfig {

@@ -160,6 +160,12 @@ pub struct RemoteWriteConfig {
     pub url: String,
     /// Timeout of one request in milliseconds. Default 5 000.
     pub timeout_ms: u64,
+    /// Sent as `Authorization: Bearer <token>` on every request (a Mimir/Cortex gateway,
+    /// a hosted Prometheus). Default none.
+    pub bearer_token: Option<String>,
+    /// Extra headers on every request, e.g. `X-Scope-OrgID` (the tenant of a multi-tenant
+    /// Mimir, Cortex or Thanos receiver). Default none.
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for StorageConfig {
@@ -204,6 +210,8 @@ impl Default for RemoteWriteConfig {
         RemoteWriteConfig {
             url: String::new(),
             timeout_ms: 5_000,
+            bearer_token: None,
+            headers: std::collections::BTreeMap::new(),
         }
     }
 }

@@ -109,10 +109,22 @@ struct Receiver {
     /// `req_total` samples received: timestamp → values.
     samples: BTreeMap<i64, Vec<f64>>,
     order: Vec<i64>,
+    /// Headers every request must carry (refused with 401 otherwise, and counted).
+    require: Vec<(&'static str, &'static str)>,
+    unauthorized: usize,
 }
 
-async fn receive(State(rx): State<Arc<Mutex<Receiver>>>, body: Bytes) -> StatusCode {
+async fn receive(
+    State(rx): State<Arc<Mutex<Receiver>>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let mut r = rx.lock().unwrap();
+    let carried = |(k, v): &(&str, &str)| headers.get(*k).is_some_and(|h| h == *v);
+    if !r.require.iter().all(carried) {
+        r.unauthorized += 1;
+        return StatusCode::UNAUTHORIZED;
+    }
     if r.fail_next > 0 {
         r.fail_next -= 1;
         r.refused += 1;
@@ -138,8 +150,13 @@ async fn receive(State(rx): State<Arc<Mutex<Receiver>>>, body: Bytes) -> StatusC
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_write_outage_spills_then_every_window_arrives_once_in_order() {
+    // The receiver wants a tenant header and a bearer token, as a Mimir gateway would.
     let receiver = Arc::new(Mutex::new(Receiver {
         fail_next: 25,
+        require: vec![
+            ("authorization", "Bearer rw-secret"),
+            ("x-scope-orgid", "tenant-1"),
+        ],
         ..Receiver::default()
     }));
     let app = axum::Router::new()
@@ -159,6 +176,8 @@ async fn remote_write_outage_spills_then_every_window_arrives_once_in_order() {
     config.storage.remote_write = Some(abacus_server::sinks::RemoteWriteConfig {
         url: format!("http://{addr}/api/v1/write"),
         timeout_ms: 2_000,
+        bearer_token: Some("rw-secret".into()),
+        headers: [("X-Scope-OrgID".to_owned(), "tenant-1".to_owned())].into(),
     });
     let srv = start(config).await;
     let client = reqwest::Client::new();
@@ -178,6 +197,10 @@ async fn remote_write_outage_spills_then_every_window_arrives_once_in_order() {
     srv.stop().await.unwrap();
     let r = receiver.lock().unwrap();
     assert_eq!(r.refused, 25);
+    assert_eq!(
+        r.unauthorized, 0,
+        "every request carried the token and tenant"
+    );
     assert_eq!(r.samples.len(), 20, "one sample per window");
     assert!(r.samples.values().all(|v| v.len() == 1), "no duplicates");
     assert!(r.order.windows(2).all(|w| w[0] < w[1]), "replayed in order");
@@ -205,6 +228,7 @@ async fn a_dead_sink_never_blocks_ingest_and_its_windows_are_spilled_at_shutdown
     config.storage.remote_write = Some(abacus_server::sinks::RemoteWriteConfig {
         url: format!("http://{addr}/api/v1/write"),
         timeout_ms: 500,
+        ..Default::default()
     });
     let srv = start(config.clone()).await;
     let client = reqwest::Client::new();
@@ -262,6 +286,7 @@ async fn a_slow_store_fills_only_its_own_queue_and_overflow_is_counted() {
     cfg.remote_write = Some(abacus_server::sinks::RemoteWriteConfig {
         url: format!("http://{addr}/w"),
         timeout_ms: 10_000,
+        ..Default::default()
     });
     let reg = abacus::Registry::new();
     let hub = abacus_server::sinks::SinkHub::start(&cfg, reg.clone())

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use abacus::Snapshot;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
 use super::encode::Encoder;
 use crate::sinks::queue::{Backend, SendError};
@@ -22,7 +23,24 @@ impl RemoteWrite {
     /// # Errors
     /// [`StorageError::Config`] when the HTTP client cannot be built.
     pub fn new(config: &RemoteWriteConfig) -> Result<RemoteWrite, StorageError> {
+        let bad = |what: &str, e: &dyn std::fmt::Display| {
+            StorageError::Config(format!("remote-write {what}: {e}"))
+        };
+        let mut headers = HeaderMap::new();
+        for (name, value) in &config.headers {
+            let name = HeaderName::try_from(name.as_str()).map_err(|e| bad("header name", &e))?;
+            let value =
+                HeaderValue::try_from(value.as_str()).map_err(|e| bad("header value", &e))?;
+            headers.insert(name, value);
+        }
+        if let Some(token) = &config.bearer_token {
+            let mut value = HeaderValue::try_from(format!("Bearer {token}"))
+                .map_err(|e| bad("bearer token", &e))?;
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+        }
         let client = reqwest::Client::builder()
+            .default_headers(headers)
             .timeout(Duration::from_millis(config.timeout_ms.max(1)))
             .connect_timeout(Duration::from_millis(config.timeout_ms.clamp(1, 2_000)))
             .build()
@@ -85,6 +103,7 @@ mod tests {
             let mut rw = RemoteWrite::new(&RemoteWriteConfig {
                 url: url.to_owned(),
                 timeout_ms: 1_000,
+                ..Default::default()
             })
             .unwrap();
             let err = rw.send(b"x").await.unwrap_err();
