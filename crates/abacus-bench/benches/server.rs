@@ -10,6 +10,10 @@
 //!   the UDP receiver does per packet). Throughput is in lines.
 //! * `server/json`: a `POST /metrics` array of 1,000 items, and a single object (parse +
 //!   apply). Throughput is in items.
+//! * `server/query`: what the read handlers do without the socket: `GET /services` for 100
+//!   services (the pre-aggregated view plus its JSON body), and `GET /metrics/latency` for
+//!   one service over 360 closed windows (an hour of 10 s windows: the store's query plus
+//!   the JSON body).
 //!
 //! Run: `cargo bench -p abacus-bench --bench server`
 #![forbid(unsafe_code)]
@@ -126,5 +130,41 @@ fn json(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, otlp, statsd, json);
+fn query(c: &mut Criterion) {
+    let mut group = c.benchmark_group("server/query");
+    let mut config = Config::default();
+    config.retention_secs = 3_600;
+    let st = AppState::new(config).expect("valid config");
+    let services: Vec<String> = (0..100).map(|i| format!("svc-{i:03}")).collect();
+    for w in 0..360u64 {
+        for (i, s) in services.iter().enumerate() {
+            for v in 0..20u64 {
+                st.registry().record_latency(s, 1 + (v * 37 + w + i as u64) % 500);
+            }
+            st.registry()
+                .increment_counter("requests", &[("service", s.as_str())], 20);
+        }
+        st.close_window();
+    }
+    assert_eq!(st.services().view().len(), 100);
+    group.bench_function("services_100", |b| {
+        b.iter(|| {
+            let view = st.services().view();
+            serde_json::to_vec(&serde_json::json!({ "services": *view })).unwrap()
+        });
+    });
+    let filter = vec![("service".to_owned(), "svc-042".to_owned())];
+    assert_eq!(st.windows().query("latency", &filter, None, None).len(), 360);
+    group.bench_function("windows_360", |b| {
+        b.iter(|| {
+            let rows = st
+                .windows()
+                .query("latency", black_box(&filter), None, None);
+            serde_json::to_vec(&rows).unwrap()
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, otlp, statsd, json, query);
 criterion_main!(benches);
