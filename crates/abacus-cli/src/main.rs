@@ -229,6 +229,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "listening on non-loopback addresses without a token: anyone who can reach them can write and read metrics (set --token / ABACUS_TOKEN)"
         );
     }
+    // The token does not cover StatsD (UDP has no auth): warn about it even with a token.
+    if let Some(statsd) = config.listen.statsd.filter(|a| !a.ip().is_loopback()) {
+        if config.token.is_some() {
+            tracing::warn!(
+                addr = %statsd,
+                "StatsD listens on a non-loopback address: UDP carries no token, anyone who can reach it can write metrics (keep StatsD on loopback)"
+            );
+        }
+    }
     let server = abacus_server::Server::bind(config)
         .await
         .context("starting the server")?;
