@@ -153,7 +153,13 @@ fn serve_log(args: &[&str]) -> String {
     use std::process::Stdio;
     let dir = tempfile_dir("abacus-cli-warn");
     let mut child = abacus()
-        .args(["serve", "--otlp-http-addr", "off", "--otlp-grpc-addr", "off"])
+        .args([
+            "serve",
+            "--otlp-http-addr",
+            "off",
+            "--otlp-grpc-addr",
+            "off",
+        ])
         .args(["--data-dir", dir.to_str().unwrap(), "--no-sqlite"])
         .args(args)
         .env_remove("ABACUS_TOKEN")

@@ -142,8 +142,14 @@ fn negative_observations_get_mirrored_negative_buckets_and_parse_strictly() {
     assert_eq!(at(1.0), Some(2.0));
     assert_eq!(at(2.0), Some(3.0));
     assert_eq!(at(f64::INFINITY), Some(3.0));
-    assert!(!text.contains("delta_sum"), "no sum with negative buckets:\n{text}");
-    assert!(!text.contains("delta_count"), "no count without a sum:\n{text}");
+    assert!(
+        !text.contains("delta_sum"),
+        "no sum with negative buckets:\n{text}"
+    );
+    assert!(
+        !text.contains("delta_count"),
+        "no count without a sum:\n{text}"
+    );
     let om = render(
         &r.snapshot(),
         &RenderOptions {

@@ -90,7 +90,12 @@ async fn walk(srv: &Running, routes: &[Route], base: &str) -> usize {
                     assert_unauthorized(&format!("{what} with {auth:?}"), s, &h, &b);
                 }
                 let (s, _, b) = call(&client, base, route, Some(&format!("Bearer {TOKEN}"))).await;
-                assert_eq!(s, 200, "{what} with the token: {}", String::from_utf8_lossy(&b));
+                assert_eq!(
+                    s,
+                    200,
+                    "{what} with the token: {}",
+                    String::from_utf8_lossy(&b)
+                );
             }
             Access::Open => {
                 let (s, _, b) = call(&client, base, route, None).await;

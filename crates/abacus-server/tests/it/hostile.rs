@@ -293,16 +293,21 @@ fn float() -> impl Strategy<Value = f64> {
 }
 
 fn number_point() -> impl Strategy<Value = NumberDataPoint> {
-    (attributes(), float(), any::<u64>(), any::<u64>(), any::<u32>()).prop_map(
-        |(attributes, v, start, time, flags)| NumberDataPoint {
+    (
+        attributes(),
+        float(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u32>(),
+    )
+        .prop_map(|(attributes, v, start, time, flags)| NumberDataPoint {
             attributes,
             start_time_unix_nano: start,
             time_unix_nano: time,
             value: Some(number_data_point::Value::AsDouble(v)),
             flags: flags & 1,
             ..Default::default()
-        },
-    )
+        })
 }
 
 /// A structurally valid export request with arbitrary names, attributes and values (so the
@@ -315,15 +320,17 @@ fn otlp_request() -> impl Strategy<Value = ExportMetricsServiceRequest> {
         any::<u64>(),
         proptest::option::of(float()),
     )
-        .prop_map(|(attributes, bounds, counts, count, sum)| HistogramDataPoint {
-            attributes,
-            explicit_bounds: bounds,
-            bucket_counts: counts,
-            count,
-            sum,
-            time_unix_nano: 1,
-            ..Default::default()
-        });
+        .prop_map(
+            |(attributes, bounds, counts, count, sum)| HistogramDataPoint {
+                attributes,
+                explicit_bounds: bounds,
+                bucket_counts: counts,
+                count,
+                sum,
+                time_unix_nano: 1,
+                ..Default::default()
+            },
+        );
     // Consistent points (increasing bounds, one count more than bounds, count = their sum),
     // so that hostile attributes reach the registry and the exposition.
     let consistent_hist = (attributes(), proptest::collection::vec(0u64..50, 1..5)).prop_map(
@@ -464,17 +471,11 @@ fn case() -> impl Strategy<Value = Case> {
         prop_oneof![
             raw(512),
             // Request-line-shaped garbage.
-            (
-                "[A-Z]{0,7}",
-                "[ -~]{0,30}",
-                "[ -~\r\n]{0,200}",
-                raw(64)
-            )
-                .prop_map(|(m, p, h, b)| {
-                    let mut v = format!("{m} {p} HTTP/1.1\r\n{h}\r\n\r\n").into_bytes();
-                    v.extend(b);
-                    v
-                }),
+            ("[A-Z]{0,7}", "[ -~]{0,30}", "[ -~\r\n]{0,200}", raw(64)).prop_map(|(m, p, h, b)| {
+                let mut v = format!("{m} {p} HTTP/1.1\r\n{h}\r\n\r\n").into_bytes();
+                v.extend(b);
+                v
+            }),
             // An HTTP/2 preface followed by garbage frames.
             raw(200).prop_map(|b| {
                 let mut v = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
@@ -936,7 +937,11 @@ fn hostile_bytes_on_every_socket_never_5xx_and_good_totals_are_exact() {
                 let mut sorted = names.clone();
                 sorted.sort_unstable();
                 sorted.dedup();
-                assert_eq!(sorted.len(), names.len(), "{accept}: repeated label in {line:?}");
+                assert_eq!(
+                    sorted.len(),
+                    names.len(),
+                    "{accept}: repeated label in {line:?}"
+                );
             }
         }
     });

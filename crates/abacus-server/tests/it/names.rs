@@ -20,6 +20,9 @@ use serde_json::{Value, json};
 
 use crate::common::{Running, poll, start, test_config};
 
+/// A stored series: metric name and labels.
+type Series = (&'static str, Vec<(&'static str, String)>);
+
 /// What a protocol does with one row's input.
 #[derive(Debug)]
 enum Want {
@@ -40,7 +43,7 @@ struct Row {
     /// One StatsD line.
     statsd: String,
     /// `Err(reason)` or the stored series.
-    statsd_want: Result<(&'static str, Vec<(&'static str, String)>), RejectReason>,
+    statsd_want: Result<Series, RejectReason>,
 }
 
 /// A `POST /metrics` body: `item` with `value` 1 and type `gauge` unless it names one.
@@ -53,7 +56,9 @@ fn j(mut item: Value) -> String {
 }
 
 fn many(n: usize) -> Vec<(String, String)> {
-    (0..n).map(|i| (format!("l{i:02}"), "v".to_owned())).collect()
+    (0..n)
+        .map(|i| (format!("l{i:02}"), "v".to_owned()))
+        .collect()
 }
 
 fn many_want(n: usize) -> Vec<(&'static str, String)> {
@@ -129,7 +134,11 @@ fn rows() -> Vec<Row> {
             what: "empty label name",
             json: j(json!({"name": "row_empty_label", "labels": {"": "x"}})),
             json_want: Want::Refused("label name is empty"),
-            otlp: ("row_empty_label".into(), vec![(String::new(), "x".into())], false),
+            otlp: (
+                "row_empty_label".into(),
+                vec![(String::new(), "x".into())],
+                false,
+            ),
             otlp_want: Want::Refused("label name is empty"),
             statsd: "row_empty_label:1|g|#:x".into(),
             statsd_want: Err(RejectReason::BadTag),
@@ -201,7 +210,9 @@ fn rows() -> Vec<Row> {
         },
         Row {
             what: "33 labels",
-            json: j(json!({"name": "row_many", "labels": many(33).into_iter().collect::<BTreeMap<_, _>>()})),
+            json: j(
+                json!({"name": "row_many", "labels": many(33).into_iter().collect::<BTreeMap<_, _>>()}),
+            ),
             json_want: Want::Refused("33 labels, limit is 32"),
             otlp: ("row_many".into(), many(33), false),
             otlp_want: Want::Refused("33 labels, limit is 32"),
@@ -210,7 +221,9 @@ fn rows() -> Vec<Row> {
         },
         Row {
             what: "32 labels",
-            json: j(json!({"name": "row_32", "labels": many(32).into_iter().collect::<BTreeMap<_, _>>()})),
+            json: j(
+                json!({"name": "row_32", "labels": many(32).into_iter().collect::<BTreeMap<_, _>>()}),
+            ),
             json_want: Want::Stored("row_32", many_want(32)),
             otlp: ("row_32".into(), many(32), false),
             otlp_want: Want::Stored("row_32", many_want(32)),
@@ -245,7 +258,11 @@ fn rows() -> Vec<Row> {
             what: "label le on a gauge",
             json: j(json!({"name": "row_le_gauge", "labels": {"le": "1"}})),
             json_want: Want::Stored("row_le_gauge", vec![("le", "1".into())]),
-            otlp: ("row_le_gauge".into(), vec![("le".into(), "1".into())], false),
+            otlp: (
+                "row_le_gauge".into(),
+                vec![("le".into(), "1".into())],
+                false,
+            ),
             otlp_want: Want::Stored("row_le_gauge", vec![("le", "1".into())]),
             statsd: "row_le_gauge:1|g|#le:1".into(),
             statsd_want: Ok(("row_le_gauge", vec![("le", "1".into())])),
@@ -470,7 +487,11 @@ async fn label_values_with_quotes_backslashes_newlines_and_unicode_round_trip_ev
     let mut want: Vec<String> = WEIRD.iter().map(|s| (*s).to_owned()).collect();
     want.sort();
     for v in WEIRD {
-        for (name, ty) in [("esc_g", "gauge"), ("esc_c", "counter"), ("esc_h", "histogram")] {
+        for (name, ty) in [
+            ("esc_g", "gauge"),
+            ("esc_c", "counter"),
+            ("esc_h", "histogram"),
+        ] {
             let r = client
                 .post(srv.url("/metrics"))
                 .json(&json!({"name": name, "type": ty, "value": 3, "labels": {"v": v}}))
@@ -498,7 +519,11 @@ async fn label_values_with_quotes_backslashes_newlines_and_unicode_round_trip_ev
     let expo = openmetrics_parser::prometheus::parse_prometheus(&text)
         .unwrap_or_else(|e| panic!("text 0.0.4 parses: {e:?}\n{text}"));
     for family in ["esc_g", "esc_c_total", "esc_h"] {
-        assert_eq!(values_of(&expo.families, family), want, "text 0.0.4, {family}");
+        assert_eq!(
+            values_of(&expo.families, family),
+            want,
+            "text 0.0.4, {family}"
+        );
     }
 
     // OpenMetrics 1.0.
@@ -514,7 +539,11 @@ async fn label_values_with_quotes_backslashes_newlines_and_unicode_round_trip_ev
     let expo = openmetrics_parser::openmetrics::parse_openmetrics(&om)
         .unwrap_or_else(|e| panic!("OpenMetrics parses: {e:?}\n{om}"));
     for family in ["esc_g", "esc_c", "esc_h"] {
-        assert_eq!(values_of(&expo.families, family), want, "OpenMetrics, {family}");
+        assert_eq!(
+            values_of(&expo.families, family),
+            want,
+            "OpenMetrics, {family}"
+        );
     }
 
     // Remote-write encoding of the window, decoded again.
