@@ -260,6 +260,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "listening on non-loopback addresses without a token: anyone who can reach them can write and read metrics (set --token / ABACUS_TOKEN)"
         );
     }
+    // The token does not cover StatsD (UDP and the line protocol on TCP carry no auth): warn
+    // about it even with a token.
+    let statsd_exposed = [config.listen.statsd, config.listen.statsd_tcp]
+        .into_iter()
+        .flatten()
+        .filter(|a| !a.ip().is_loopback());
+    if config.token.is_some() {
+        for statsd in statsd_exposed {
+            tracing::warn!(
+                addr = %statsd,
+                "StatsD listens on a non-loopback address: the StatsD protocol carries no token, anyone who can reach it can write metrics (keep StatsD on loopback)"
+            );
+        }
+    }
     let server = abacus_server::Server::bind(config)
         .await
         .context("starting the server")?;

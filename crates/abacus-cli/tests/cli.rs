@@ -145,3 +145,116 @@ fn log_dir_rotates_files_under_the_total_cap() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("DEBUG"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Starts `abacus serve` with `args` on ephemeral ports, reads its log until it serves,
+/// stops it, and returns the log.
+fn serve_log(args: &[&str]) -> String {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile_dir("abacus-cli-warn");
+    let mut child = abacus()
+        .args([
+            "serve",
+            "--otlp-http-addr",
+            "off",
+            "--otlp-grpc-addr",
+            "off",
+        ])
+        .args(["--data-dir", dir.to_str().unwrap(), "--no-sqlite"])
+        .args(args)
+        .env_remove("ABACUS_TOKEN")
+        .env_remove("ABACUS_CONFIG")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start abacus serve");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut log = String::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                log.push_str(&line);
+                log.push('\n');
+                if line.contains("abacus serving") {
+                    break;
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("abacus serve did not start within 30 s:\n{log}");
+            }
+        }
+    }
+    child.kill().expect("stop abacus serve");
+    child.wait().unwrap();
+    reader.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    log
+}
+
+fn tempfile_dir(prefix: &str) -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    // Relaxed: a counter for unique names, nothing published with it.
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+const EXPOSED_WARNING: &str = "listening on non-loopback addresses without a token";
+
+#[test]
+fn serve_on_a_non_loopback_address_without_a_token_warns() {
+    // HTTP API on every interface (ephemeral port).
+    let log = serve_log(&["--http-addr", "0.0.0.0:0", "--statsd-addr", "127.0.0.1:0"]);
+    assert!(log.contains(EXPOSED_WARNING), "{log}");
+    assert!(log.contains("WARN"), "{log}");
+    // StatsD (UDP, which has no token at all) on every interface: the same warning.
+    let log = serve_log(&["--http-addr", "127.0.0.1:0", "--statsd-addr", "0.0.0.0:0"]);
+    assert!(log.contains(EXPOSED_WARNING), "{log}");
+}
+
+#[test]
+fn serve_with_a_token_or_on_loopback_does_not_warn() {
+    let log = serve_log(&[
+        "--http-addr",
+        "0.0.0.0:0",
+        "--statsd-addr",
+        "off",
+        "--token",
+        "t0ken",
+    ]);
+    assert!(!log.contains(EXPOSED_WARNING), "{log}");
+    let log = serve_log(&["--http-addr", "127.0.0.1:0", "--statsd-addr", "127.0.0.1:0"]);
+    assert!(!log.contains(EXPOSED_WARNING), "{log}");
+    assert!(!log.contains(STATSD_WARNING), "{log}");
+}
+
+const STATSD_WARNING: &str = "StatsD listens on a non-loopback address";
+
+#[test]
+fn statsd_on_a_non_loopback_address_warns_even_with_a_token() {
+    let log = serve_log(&[
+        "--http-addr",
+        "127.0.0.1:0",
+        "--statsd-addr",
+        "0.0.0.0:0",
+        "--token",
+        "t0ken",
+    ]);
+    assert!(log.contains(STATSD_WARNING), "{log}");
+    assert!(!log.contains(EXPOSED_WARNING), "{log}");
+}

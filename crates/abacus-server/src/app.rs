@@ -21,7 +21,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Serialize;
@@ -263,28 +263,142 @@ async fn require_token(State(state): State<AppState>, req: Request, next: Next) 
     }
 }
 
-/// The HTTP API router (ingest, query, exposition, health). See the module docs.
+/// What a route needs before its handler runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// `Authorization: Bearer <token>` when a token is configured.
+    Token,
+    /// Always open (health checks).
+    Open,
+}
+
+/// The handler behind a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /metrics`.
+    IngestMetrics,
+    /// `POST /latency`.
+    IngestLatency,
+    /// `GET /metrics/{name}`.
+    MetricWindows,
+    /// `GET /services`.
+    Services,
+    /// `GET /metrics` (Prometheus / OpenMetrics text).
+    Prometheus,
+    /// `GET /healthz`.
+    Healthz,
+    /// `GET /readyz`.
+    Readyz,
+    /// OTLP/HTTP `POST /v1/metrics` (on the OTLP listener, see [`crate::otlp::http::ROUTES`]).
+    OtlpExport,
+}
+
+/// One route of a router: the router is built from such a table, so a test walking the
+/// table walks every route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// HTTP method (upper case).
+    pub method: &'static str,
+    /// Path pattern as axum takes it (`{name}` is a path parameter).
+    pub path: &'static str,
+    /// Token or open.
+    pub access: Access,
+    /// The handler.
+    pub endpoint: Endpoint,
+}
+
+/// Every route of the HTTP API (see the module docs).
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "POST",
+        path: "/metrics",
+        access: Access::Token,
+        endpoint: Endpoint::IngestMetrics,
+    },
+    Route {
+        method: "POST",
+        path: "/latency",
+        access: Access::Token,
+        endpoint: Endpoint::IngestLatency,
+    },
+    Route {
+        method: "GET",
+        path: "/metrics/{name}",
+        access: Access::Token,
+        endpoint: Endpoint::MetricWindows,
+    },
+    Route {
+        method: "GET",
+        path: "/services",
+        access: Access::Token,
+        endpoint: Endpoint::Services,
+    },
+    Route {
+        method: "GET",
+        path: "/metrics",
+        access: Access::Token,
+        endpoint: Endpoint::Prometheus,
+    },
+    Route {
+        method: "GET",
+        path: "/healthz",
+        access: Access::Open,
+        endpoint: Endpoint::Healthz,
+    },
+    Route {
+        method: "GET",
+        path: "/readyz",
+        access: Access::Open,
+        endpoint: Endpoint::Readyz,
+    },
+];
+
+fn handler(endpoint: Endpoint) -> MethodRouter<AppState> {
+    match endpoint {
+        Endpoint::IngestMetrics => post(ingest_metrics),
+        Endpoint::IngestLatency => post(ingest_latency),
+        Endpoint::MetricWindows => get(query::metric_windows),
+        Endpoint::Services => get(query::services),
+        Endpoint::Prometheus => get(query::prometheus),
+        Endpoint::Healthz => get(healthz),
+        Endpoint::Readyz => get(readyz),
+        // Served by the OTLP/HTTP router only.
+        Endpoint::OtlpExport => MethodRouter::new(),
+    }
+}
+
+/// The HTTP API router (ingest, query, exposition, health), built from [`ROUTES`].
+/// Unknown paths are 404 and unsupported methods 405, both with a JSON `error`.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.inner.config.limits.max_body_bytes;
-    let protected = Router::new()
-        .route("/metrics", post(ingest_metrics).get(query::prometheus))
-        .route("/latency", post(ingest_latency))
-        .route("/metrics/{name}", get(query::metric_windows))
-        .route("/services", get(query::services))
+    let (mut protected, mut open) = (Router::new(), Router::new());
+    for r in ROUTES {
+        match r.access {
+            Access::Token => protected = protected.route(r.path, handler(r.endpoint)),
+            Access::Open => open = open.route(r.path, handler(r.endpoint)),
+        }
+    }
+    let protected = protected
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(DefaultBodyLimit::max(body_limit));
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .merge(protected)
+    open.merge(protected)
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
-async fn not_found() -> Response {
+pub(crate) async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
         Json(serde_json::json!({ "error": "no such endpoint" })),
+    )
+        .into_response()
+}
+
+pub(crate) async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(serde_json::json!({ "error": "method not allowed on this endpoint" })),
     )
         .into_response()
 }

@@ -115,3 +115,48 @@ fn empty_registry_renders_nothing() {
         ""
     );
 }
+
+#[test]
+fn negative_observations_get_mirrored_negative_buckets_and_parse_strictly() {
+    let r = Registry::new();
+    for v in [-3.0, -0.7, 2.0] {
+        r.record_f64("delta", &[], v);
+    }
+    let text = render(&r.snapshot(), &RenderOptions::default());
+    let exposition = openmetrics_parser::prometheus::parse_prometheus(&text)
+        .unwrap_or_else(|e| panic!("strict parse: {e:?}\n{text}"));
+    let family = &exposition.families["delta"];
+    let sample = family.iter_samples().next().unwrap();
+    let openmetrics_parser::PrometheusValue::Histogram(h) = &sample.value else {
+        panic!("delta is a histogram")
+    };
+    let at = |le: f64| {
+        h.buckets
+            .iter()
+            .find(|b| b.upper_bound == le)
+            .map(|b| b.count.as_f64())
+    };
+    assert_eq!(at(-4.0), Some(0.0));
+    assert_eq!(at(-2.0), Some(1.0), "-3 is below -2");
+    assert_eq!(at(-0.5), Some(2.0), "-0.7 is below -0.5");
+    assert_eq!(at(1.0), Some(2.0));
+    assert_eq!(at(2.0), Some(3.0));
+    assert_eq!(at(f64::INFINITY), Some(3.0));
+    assert!(
+        !text.contains("delta_sum"),
+        "no sum with negative buckets:\n{text}"
+    );
+    assert!(
+        !text.contains("delta_count"),
+        "no count without a sum:\n{text}"
+    );
+    let om = render(
+        &r.snapshot(),
+        &RenderOptions {
+            format: Format::OpenMetrics,
+            ..RenderOptions::default()
+        },
+    );
+    openmetrics_parser::openmetrics::parse_openmetrics(&om)
+        .unwrap_or_else(|e| panic!("strict OpenMetrics parse: {e:?}\n{om}"));
+}

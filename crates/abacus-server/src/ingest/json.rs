@@ -59,7 +59,9 @@
 
 use serde_json::{Map, Value};
 
-use crate::ingest::{Limits, Sample, SampleValue, normalize_labels, validate_metric_name};
+use crate::ingest::{
+    Limits, Sample, SampleValue, check_histogram_labels, normalize_labels, validate_metric_name,
+};
 
 /// Metric name used for `POST /latency` samples (unit: milliseconds).
 pub const LATENCY_METRIC: &str = "latency";
@@ -311,6 +313,9 @@ fn metric_item(obj: &Map<String, Value>, limits: &Limits) -> Result<Sample, Stri
             ));
         }
     };
+    if matches!(value, SampleValue::Observe { .. }) {
+        check_histogram_labels(&labels).map_err(|e| e.to_string())?;
+    }
     Ok(Sample {
         name: name.clone(),
         labels,

@@ -17,6 +17,8 @@
 //!   StatsD tags / OTLP attributes are sanitised with [`sanitize_label_name`]).
 //! * **Labels** in a [`Sample`] are sorted by name and unique (for duplicates
 //!   the *last* occurrence in the input wins), at most [`Limits::max_labels`].
+//! * **Histograms** may not carry the label `le` (reserved for the bucket bound in the
+//!   exposition; see [`check_histogram_labels`]).
 //! * **Values** are always finite (`NaN`/`±inf` are rejected).
 
 pub mod json;
@@ -203,6 +205,24 @@ pub enum ValidationError {
     /// A value is NaN or infinite.
     #[error("value is not finite")]
     NonFinite,
+    /// A histogram carries the label `le`, which the Prometheus exposition adds to every
+    /// bucket (a second `le` would make the exposition invalid).
+    #[error("label name \"le\" is reserved on histograms (it holds the bucket bound)")]
+    ReservedHistogramLabel,
+}
+
+/// Label name reserved on histograms: the exposition writes it on every `_bucket` sample.
+pub const HISTOGRAM_BUCKET_LABEL: &str = "le";
+
+/// Refuses the label [`HISTOGRAM_BUCKET_LABEL`] on a histogram sample's (normalised) labels.
+///
+/// # Errors
+/// [`ValidationError::ReservedHistogramLabel`].
+pub fn check_histogram_labels(labels: &[(String, String)]) -> Result<(), ValidationError> {
+    if labels.iter().any(|(k, _)| k == HISTOGRAM_BUCKET_LABEL) {
+        return Err(ValidationError::ReservedHistogramLabel);
+    }
+    Ok(())
 }
 
 /// True if `name` matches `[a-zA-Z_:][a-zA-Z0-9_:]*`.

@@ -6,8 +6,9 @@
 
 use axum::Router;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
@@ -18,13 +19,44 @@ use crate::error::ApiError;
 use crate::ingest::otlp::decode::{BodyFormat, body_format, decode_request};
 use crate::telemetry::Protocol;
 
-/// The OTLP/HTTP router.
+/// Every route of the OTLP/HTTP router (all need the token when one is configured).
+pub const ROUTES: &[crate::app::Route] = &[crate::app::Route {
+    method: "POST",
+    path: "/v1/metrics",
+    access: crate::app::Access::Token,
+    endpoint: crate::app::Endpoint::OtlpExport,
+}];
+
+/// The OTLP/HTTP router, built from [`ROUTES`]. The token is checked before the body is
+/// read; unknown paths are 404 and other methods 405, with a JSON `error`.
 pub fn router(state: AppState) -> Router {
     let limit = state.config().limits.otlp_max_body_bytes;
-    Router::new()
-        .route("/v1/metrics", post(export))
+    let mut router = Router::new();
+    for r in ROUTES {
+        debug_assert_eq!(r.endpoint, crate::app::Endpoint::OtlpExport);
+        router = router.route(r.path, post(export));
+    }
+    router
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(DefaultBodyLimit::max(limit))
+        .fallback(crate::app::not_found)
+        .method_not_allowed_fallback(crate::app::method_not_allowed)
         .with_state(state)
+}
+
+async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    if state.authorized(auth) {
+        next.run(req).await
+    } else {
+        let t = state.telemetry();
+        t.request(Protocol::OtlpHttp);
+        t.rejects(Protocol::OtlpHttp, "unauthorized", 1);
+        ApiError::Unauthorized.into_response()
+    }
 }
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
@@ -38,11 +70,6 @@ async fn export(
 ) -> Result<Response, ApiError> {
     let t = state.telemetry();
     t.request(Protocol::OtlpHttp);
-    let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    if !state.authorized(auth) {
-        t.rejects(Protocol::OtlpHttp, "unauthorized", 1);
-        return Err(ApiError::Unauthorized);
-    }
     let content_type = header_str(&headers, header::CONTENT_TYPE);
     let decoded = body.map_err(ApiError::from).and_then(|body| {
         decode_request(

@@ -11,7 +11,7 @@
 
 use abacus::exposition::prometheus::{Format, RenderOptions, render};
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -30,9 +30,12 @@ fn parse_time(name: &str, v: &str) -> Result<f64, ApiError> {
 
 pub(crate) async fn metric_windows(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<Vec<WindowRow>>, ApiError> {
+    // A name that does not percent-decode to UTF-8 (`/metrics/%FF`) is a 400 with a JSON
+    // error like every other bad request, not axum's plain-text rejection.
+    let Path(name) = name.map_err(|e| ApiError::BadQuery(e.body_text()))?;
     let Query(params) = params.map_err(|e| ApiError::BadQuery(e.body_text()))?;
     let (mut from, mut to) = (None, None);
     let mut filters = Vec::new();

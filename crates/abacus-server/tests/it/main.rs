@@ -2,7 +2,10 @@
 //! and real servers on `127.0.0.1` port 0 driven by real clients (reqwest, the
 //! OpenTelemetry Rust exporters, cadence). One binary, submodules per area.
 
+mod access;
 mod common;
+mod hostile;
+mod names;
 mod otlp;
 mod router;
 mod sockets;

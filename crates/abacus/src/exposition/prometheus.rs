@@ -4,7 +4,10 @@
 //! * Histograms: classic `<name>_bucket{le="..."}`, `<name>_sum`, `<name>_count`, with
 //!   bucket counts derived from the exponential buckets at the configured boundaries
 //!   (exact at powers of two, which are boundaries at every scale; see
-//!   [`HistogramSnapshot::count_le`](crate::HistogramSnapshot::count_le)).
+//!   [`HistogramSnapshot::count_le`](crate::HistogramSnapshot::count_le)); a histogram
+//!   with negative observations also gets the boundaries mirrored below zero, and no
+//!   `_sum`/`_count` (OpenMetrics allows no sum with negative buckets, nor a count without
+//!   a sum; the `+Inf` bucket holds the count).
 //! * Units: time is exposed in seconds (a `latency` histogram in ms becomes
 //!   `latency_seconds`, values divided by 1000), bytes get `_bytes`.
 //! * Names are sanitised to `[a-zA-Z_:][a-zA-Z0-9_:]*` and label names to
@@ -190,6 +193,24 @@ fn write_histogram(
     bounds: &[f64],
 ) {
     let to_base = unit.to_base();
+    // With negative observations, the boundaries mirrored below zero come first and there
+    // is no `_sum`/`_count` (the `+Inf` bucket is the count): OpenMetrics forbids a negative
+    // sum without negative buckets, any sum with them (it would not be a counter), and a
+    // count without a sum; strict parsers refuse all three.
+    let negative = h.count > 0 && h.min < 0.0;
+    let mirrored: Vec<f64>;
+    let bounds = if negative {
+        mirrored = bounds
+            .iter()
+            .rev()
+            .filter(|b| **b > 0.0)
+            .map(|b| -b)
+            .chain(bounds.iter().copied())
+            .collect();
+        &mirrored[..]
+    } else {
+        bounds
+    };
     let counts = h.count_le_many(bounds);
     let mut le = String::new();
     for (b, n) in bounds.iter().zip(counts) {
@@ -205,8 +226,10 @@ fn write_histogram(
         Some(("le", "+Inf")),
         h.count as f64,
     );
-    write_sample(out, name, "_sum", labels, None, h.sum * to_base);
-    write_sample(out, name, "_count", labels, None, h.count as f64);
+    if !negative {
+        write_sample(out, name, "_sum", labels, None, h.sum * to_base);
+        write_sample(out, name, "_count", labels, None, h.count as f64);
+    }
 }
 
 /// Renders a snapshot (normally cumulative: Prometheus expects counters since start).

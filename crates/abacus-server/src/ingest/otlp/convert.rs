@@ -42,7 +42,7 @@
 //!   as lowercase hex, an empty value as `""`, and arrays / kvlists as compact
 //!   JSON (`["a",1]`, `{"k":"v"}`). A key that sanitises to a reserved
 //!   `__`-prefixed or empty name, or any label limit violation, rejects the
-//!   point.
+//!   point; so does the label `le` on a histogram point.
 
 use std::fmt::Write as _;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -60,7 +60,7 @@ use super::temporality::{
 };
 use crate::ingest::{
     ExpBuckets, ExpHistogramDelta, ExplicitHistogramDelta, Limits, Sample, SampleValue,
-    normalize_labels, sanitize_label_name, sanitize_metric_name,
+    check_histogram_labels, normalize_labels, sanitize_label_name, sanitize_metric_name,
 };
 
 /// Label that receives the resource attribute `service.name`.
@@ -541,6 +541,7 @@ impl Converter<'_> {
         let t = t.ok_or_else(|| ctx.err("aggregation temporality unspecified"))?;
         let h = explicit_from_point(p, self.config.max_buckets).map_err(|e| ctx.err(&e))?;
         let labels = ctx.labels(&p.attributes, &self.config.limits)?;
+        check_histogram_labels(&labels).map_err(|e| ctx.err(&e.to_string()))?;
         let h = match t {
             Temporality::Delta => h,
             Temporality::Cumulative => {
@@ -573,6 +574,7 @@ impl Converter<'_> {
         let t = t.ok_or_else(|| ctx.err("aggregation temporality unspecified"))?;
         let h = exp_from_point(p, self.config.max_buckets).map_err(|e| ctx.err(&e))?;
         let labels = ctx.labels(&p.attributes, &self.config.limits)?;
+        check_histogram_labels(&labels).map_err(|e| ctx.err(&e.to_string()))?;
         let h = match t {
             Temporality::Delta => h,
             Temporality::Cumulative => {

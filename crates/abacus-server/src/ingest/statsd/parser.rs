@@ -92,7 +92,8 @@ pub enum RejectReason {
     BadSampleRate,
     /// A counter increment is negative.
     NegativeCounter,
-    /// A tag has an empty key or a key reserved by Prometheus (`__` prefix).
+    /// A tag has an empty key, a key reserved by Prometheus (`__` prefix), or the key `le`
+    /// on a timer / histogram / distribution.
     BadTag,
     /// More distinct tags than the label limit.
     TooManyTags,
@@ -380,6 +381,13 @@ impl StatsdLine<'_> {
             | crate::ingest::ValidationError::LabelValueTooLong { .. } => RejectReason::TagTooLong,
             _ => RejectReason::BadTag,
         })?;
+        if matches!(
+            self.metric_type,
+            MetricType::Timer | MetricType::Histogram | MetricType::Distribution
+        ) && crate::ingest::check_histogram_labels(&labels).is_err()
+        {
+            return Err(RejectReason::BadTag);
+        }
 
         let rate = self.sample_rate.unwrap_or(1.0);
         let mut converted = Vec::with_capacity(self.values.len());
