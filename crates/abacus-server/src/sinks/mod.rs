@@ -59,12 +59,25 @@ pub use queue::{SinkCounters, SinkHub};
 #[non_exhaustive]
 pub enum StorageError {
     /// The data directory cannot be created or written.
-    #[error("data directory {path} is not usable (check --data-dir and its permissions)")]
+    #[error(
+        "data directory {path} is not usable: cannot create or write a file there (permissions, read-only or full filesystem; check --data-dir)"
+    )]
     DataDir {
         /// The directory.
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// The SQLite file cannot be opened or its tables created at start-up (e.g. the data
+    /// directory's filesystem is full or read-only).
+    #[error(
+        "cannot open the SQLite file {path} (is the data directory's filesystem full or read-only? check --data-dir)"
+    )]
+    Open {
+        /// The SQLite file.
+        path: PathBuf,
+        /// SQLite's error.
+        source: rusqlite::Error,
     },
     /// SQLite refused an operation.
     #[error("sqlite: {0}")]
