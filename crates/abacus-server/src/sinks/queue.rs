@@ -202,35 +202,25 @@ impl SinkHub {
             let counters = SinkCounters::new("sqlite", registry.clone());
             let (tx, rx) = mpsc::channel(config.queue_windows);
             let retention = Duration::from_secs(config.sqlite.retention_secs);
-            let (c, b) = (counters.clone(), config.backoff());
+            let (c, b, cl) = (counters.clone(), config.backoff(), closing.clone());
             let task = tokio::task::spawn_blocking(move || {
-                super::sqlite::sink::run(store, rx, c, b, retention);
+                super::sqlite::sink::run(store, rx, c, b, retention, cl);
             });
             slots.push(Slot { counters, tx, task });
         }
         if let Some(rw) = &config.remote_write {
             let backend = super::remote_write::sink::RemoteWrite::new(rw)?;
-            slots.push(spawn_remote(
-                backend,
-                &db,
-                config,
-                &registry,
-                remote.clone(),
-                &closing,
-            )
-            .map_err(opening)?);
+            slots.push(
+                spawn_remote(backend, &db, config, &registry, remote.clone(), &closing)
+                    .map_err(opening)?,
+            );
         }
         if let Some(d) = &config.dynamodb {
             let backend = super::dynamodb::sink::DynamoDb::connect(d).await?;
-            slots.push(spawn_remote(
-                backend,
-                &db,
-                config,
-                &registry,
-                remote.clone(),
-                &closing,
-            )
-            .map_err(opening)?);
+            slots.push(
+                spawn_remote(backend, &db, config, &registry, remote.clone(), &closing)
+                    .map_err(opening)?,
+            );
         }
         hub.counters = slots.iter().map(|s| s.counters.clone()).collect();
         for s in &hub.counters {
