@@ -26,7 +26,10 @@
 //!   timestamp (a receiver that deduplicates, like VictoriaMetrics with
 //!   `-dedup.minScrapeInterval`, drops a repeated delivery).
 //! * On shutdown the hub closes the queues; each sink drains what is queued (one attempt per
-//!   window for remote sinks, then spill) before [`SinkHub::shutdown`] returns.
+//!   window for remote sinks, then spill; SQLite does not retry a failed write then, it counts
+//!   the window as dropped) before [`SinkHub::shutdown`] returns.
+//! * A `kill -9` loses the open window and the closed windows not yet committed to SQLite
+//!   (see the server README, "Durability"; `tests/reliability/kill9.sh`).
 //!
 //! Metrics, recorded into the server's registry (so on `GET /metrics`), label `sink`:
 //!
