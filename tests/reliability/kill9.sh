@@ -120,7 +120,6 @@ touch "$WORK/stop-load"
 wait "$LOAD_PID" || fail "load client"
 forget_pid "$LOAD_PID"
 sleep 0.3
-echo "term-begin $(now)" >/dev/null
 kill -TERM "$ABACUS_PID"
 wait "$ABACUS_PID" || fail "abacus exit code $? on SIGTERM"
 forget_pid "$ABACUS_PID"
