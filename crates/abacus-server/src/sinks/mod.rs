@@ -26,7 +26,10 @@
 //!   timestamp (a receiver that deduplicates, like VictoriaMetrics with
 //!   `-dedup.minScrapeInterval`, drops a repeated delivery).
 //! * On shutdown the hub closes the queues; each sink drains what is queued (one attempt per
-//!   window for remote sinks, then spill) before [`SinkHub::shutdown`] returns.
+//!   window for remote sinks, then spill; SQLite does not retry a failed write then, it counts
+//!   the window as dropped) before [`SinkHub::shutdown`] returns.
+//! * A `kill -9` loses the open window and the closed windows not yet committed to SQLite
+//!   (see the server README, "Durability"; `tests/reliability/kill9.sh`).
 //!
 //! Metrics, recorded into the server's registry (so on `GET /metrics`), label `sink`:
 //!
@@ -59,12 +62,25 @@ pub use queue::{SinkCounters, SinkHub};
 #[non_exhaustive]
 pub enum StorageError {
     /// The data directory cannot be created or written.
-    #[error("data directory {path} is not usable (check --data-dir and its permissions)")]
+    #[error(
+        "data directory {path} is not usable: cannot create or write a file there (permissions, read-only or full filesystem; check --data-dir)"
+    )]
     DataDir {
         /// The directory.
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// The SQLite file cannot be opened or its tables created at start-up (e.g. the data
+    /// directory's filesystem is full or read-only).
+    #[error(
+        "cannot open the SQLite file {path} (is the data directory's filesystem full or read-only? check --data-dir)"
+    )]
+    Open {
+        /// The SQLite file.
+        path: PathBuf,
+        /// SQLite's error.
+        source: rusqlite::Error,
     },
     /// SQLite refused an operation.
     #[error("sqlite: {0}")]

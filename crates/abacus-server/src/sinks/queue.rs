@@ -162,7 +162,7 @@ impl SinkHub {
     ///
     /// # Errors
     /// [`StorageError::DataDir`] when the directory cannot be created or written,
-    /// [`StorageError::Sqlite`] when the database cannot be opened,
+    /// [`StorageError::Open`] when the database cannot be opened (full or read-only disk),
     /// [`StorageError::Config`] for an invalid sink configuration.
     pub async fn start(
         config: &StorageConfig,
@@ -182,44 +182,45 @@ impl SinkHub {
         }
         prepare_data_dir(&config.data_dir)?;
         let db = config.db_path();
+        // Name the file in any SQLite error while opening (a nearly full disk passes the
+        // directory probe but fails here).
+        let opening = |e: StorageError| match e {
+            StorageError::Sqlite(source) => StorageError::Open {
+                path: db.clone(),
+                source,
+            },
+            e => e,
+        };
         let remote = RemoteSettings {
             attempts_before_spill: config.attempts_before_spill,
             backoff: config.backoff(),
         };
         let mut slots = Vec::new();
         if config.sqlite.enabled {
-            let store = super::sqlite::Store::open(&db)?;
-            hub.history = Some(History::open(&db)?);
+            let store = super::sqlite::Store::open(&db).map_err(opening)?;
+            hub.history = Some(History::open(&db).map_err(opening)?);
             let counters = SinkCounters::new("sqlite", registry.clone());
             let (tx, rx) = mpsc::channel(config.queue_windows);
             let retention = Duration::from_secs(config.sqlite.retention_secs);
-            let (c, b) = (counters.clone(), config.backoff());
+            let (c, b, cl) = (counters.clone(), config.backoff(), closing.clone());
             let task = tokio::task::spawn_blocking(move || {
-                super::sqlite::sink::run(store, rx, c, b, retention);
+                super::sqlite::sink::run(store, rx, c, b, retention, cl);
             });
             slots.push(Slot { counters, tx, task });
         }
         if let Some(rw) = &config.remote_write {
             let backend = super::remote_write::sink::RemoteWrite::new(rw)?;
-            slots.push(spawn_remote(
-                backend,
-                &db,
-                config,
-                &registry,
-                remote.clone(),
-                &closing,
-            )?);
+            slots.push(
+                spawn_remote(backend, &db, config, &registry, remote.clone(), &closing)
+                    .map_err(opening)?,
+            );
         }
         if let Some(d) = &config.dynamodb {
             let backend = super::dynamodb::sink::DynamoDb::connect(d).await?;
-            slots.push(spawn_remote(
-                backend,
-                &db,
-                config,
-                &registry,
-                remote.clone(),
-                &closing,
-            )?);
+            slots.push(
+                spawn_remote(backend, &db, config, &registry, remote.clone(), &closing)
+                    .map_err(opening)?,
+            );
         }
         hub.counters = slots.iter().map(|s| s.counters.clone()).collect();
         for s in &hub.counters {

@@ -334,3 +334,116 @@ async fn a_slow_store_fills_only_its_own_queue_and_overflow_is_counted() {
     hub.shutdown().await;
     rx_task.abort();
 }
+
+/// SQLite failing at runtime (a trigger makes every insert fail, as a full or read-only disk
+/// would, without needing a mount): each failed window is retried, then dropped and counted;
+/// ingest, queries and the remote-write sink are unaffected; writes resume once SQLite works.
+/// The real disk faults (ENOSPC, an ext4 forced read-only) are in
+/// tests/reliability/diskfault.sh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_write_failures_are_counted_and_remote_write_still_gets_every_window() {
+    let receiver = Arc::new(Mutex::new(Receiver::default()));
+    let app = axum::Router::new()
+        .route("/api/v1/write", axum::routing::post(receive))
+        .with_state(receiver.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let rx_task = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config();
+    config.storage = StorageConfig::in_dir(dir.path());
+    config.storage.retry_initial_ms = 1;
+    config.storage.retry_max_ms = 2;
+    config.storage.remote_write = Some(abacus_server::sinks::RemoteWriteConfig {
+        url: format!("http://{addr}/api/v1/write"),
+        timeout_ms: 2_000,
+    });
+    let db = config.storage.db_path();
+    let srv = start(config).await;
+    let state = srv.state.clone();
+    let counters = state.sinks().unwrap().counters().to_vec();
+    let sqlite = counters
+        .iter()
+        .find(|c| c.name() == "sqlite")
+        .unwrap()
+        .clone();
+    let remote = counters
+        .iter()
+        .find(|c| c.name() == "remote_write")
+        .unwrap()
+        .clone();
+    let client = reqwest::Client::new();
+    let step = async |v: u64| {
+        push_counter(&client, &srv.url("/metrics"), "req", v).await;
+        close(&srv).await;
+    };
+    // One window per value: 1 before the failure, 2..=6 during it, 7 and 8 after.
+    let (sent, windows) = ((1..=8u64).sum::<u64>(), 8u64);
+    step(1).await;
+    let sq = sqlite.clone();
+    poll("first window in SQLite", || {
+        let sq = sq.clone();
+        async move { (sq.written_total() == 1).then_some(()) }
+    })
+    .await;
+
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER fail_writes BEFORE INSERT ON windows
+         BEGIN SELECT RAISE(ABORT, 'injected write failure'); END;",
+    )
+    .unwrap();
+    for v in 2..=6 {
+        step(v).await;
+    }
+    let sq = sqlite.clone();
+    poll("5 failed windows dropped", || {
+        let sq = sq.clone();
+        async move { (sq.dropped_total() == 5).then_some(()) }
+    })
+    .await;
+    // Queries still answer: memory holds the last 2 windows (test_config), older ones come
+    // from SQLite, where window 1 is and the dropped windows 2..=4 are not.
+    let during = sums(&client, &srv.url("/metrics/req")).await;
+    assert_eq!(
+        during.iter().map(|r| r.1).collect::<Vec<_>>(),
+        vec![1.0, 5.0, 6.0]
+    );
+
+    conn.execute_batch("DROP TRIGGER fail_writes").unwrap();
+    for v in 7..=8 {
+        step(v).await;
+    }
+    let (sq, rw) = (sqlite.clone(), remote.clone());
+    poll("writes resume, remote-write has every window", || {
+        let (sq, rw) = (sq.clone(), rw.clone());
+        async move { (sq.written_total() == 3 && rw.written_total() == windows).then_some(()) }
+    })
+    .await;
+    assert_eq!(sqlite.dropped_total(), 5);
+    assert_eq!(sqlite.retries_total(), 25, "5 attempts per failed window");
+    srv.stop().await.unwrap();
+
+    let stored: Vec<(i64, f64)> = conn
+        .prepare("SELECT window_start, sum FROM windows WHERE name = 'req' ORDER BY window_start")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        stored.iter().map(|r| r.1).collect::<Vec<_>>(),
+        vec![1.0, 7.0, 8.0]
+    );
+    assert_eq!(remote.dropped_total(), 0);
+    let r = receiver.lock().unwrap();
+    assert_eq!(r.samples.len() as u64, windows, "one sample per window");
+    assert_eq!(
+        r.samples.values().last().map(|v| v[0]),
+        Some(sent as f64),
+        "cumulative total = everything sent"
+    );
+    rx_task.abort();
+}

@@ -2,6 +2,7 @@
 //! [`Store`], with retries on a busy or failing database and periodic retention.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use abacus::Snapshot;
@@ -17,13 +18,16 @@ const ATTEMPTS: u32 = 5;
 /// How often expired rows are deleted.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
 
-/// Runs until the queue is closed and drained.
+/// Runs until the queue is closed and drained. Once `closing` is set (shutdown), a failed write
+/// is not retried, so a failing disk cannot hold the shutdown past its timeout with windows
+/// left uncounted in the queue: every window ends written or counted as dropped.
 pub(crate) fn run(
     mut store: Store,
     mut rx: mpsc::Receiver<Arc<Snapshot>>,
     counters: Arc<SinkCounters>,
     mut backoff: Backoff,
     retention: Duration,
+    closing: Arc<AtomicBool>,
 ) {
     let mut last_retention: Option<Instant> = None;
     while let Some(window) = rx.blocking_recv() {
@@ -40,9 +44,11 @@ pub(crate) fn run(
                 Err(error) => {
                     counters.retried();
                     tracing::warn!(sink = "sqlite", attempt, %error, "Write failed");
-                    if attempt < ATTEMPTS {
-                        std::thread::sleep(backoff.next_delay());
+                    // Relaxed: see `SinkHub::shutdown`; a late read costs one more retry.
+                    if attempt == ATTEMPTS || closing.load(Ordering::Relaxed) {
+                        break;
                     }
+                    std::thread::sleep(backoff.next_delay());
                 }
             }
         }
