@@ -139,7 +139,8 @@ fn query(c: &mut Criterion) {
     for w in 0..360u64 {
         for (i, s) in services.iter().enumerate() {
             for v in 0..20u64 {
-                st.registry().record_latency(s, 1 + (v * 37 + w + i as u64) % 500);
+                st.registry()
+                    .record_latency(s, 1 + (v * 37 + w + i as u64) % 500);
             }
             st.registry()
                 .increment_counter("requests", &[("service", s.as_str())], 20);
@@ -154,7 +155,10 @@ fn query(c: &mut Criterion) {
         });
     });
     let filter = vec![("service".to_owned(), "svc-042".to_owned())];
-    assert_eq!(st.windows().query("latency", &filter, None, None).len(), 360);
+    assert_eq!(
+        st.windows().query("latency", &filter, None, None).len(),
+        360
+    );
     group.bench_function("windows_360", |b| {
         b.iter(|| {
             let rows = st

@@ -358,6 +358,7 @@ async fn sqlite_write_failures_are_counted_and_remote_write_still_gets_every_win
     config.storage.remote_write = Some(abacus_server::sinks::RemoteWriteConfig {
         url: format!("http://{addr}/api/v1/write"),
         timeout_ms: 2_000,
+        ..Default::default()
     });
     let db = config.storage.db_path();
     let srv = start(config).await;
