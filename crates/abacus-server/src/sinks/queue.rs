@@ -199,6 +199,13 @@ impl SinkHub {
             });
             slots.push(Slot { counters, tx, task });
         }
+        #[cfg(not(feature = "remote-sinks"))]
+        if config.remote_write.is_some() || config.dynamodb.is_some() {
+            return Err(StorageError::Config(
+                "this build has no remote sinks (feature `remote-sinks` is off)".to_owned(),
+            ));
+        }
+        #[cfg(feature = "remote-sinks")]
         if let Some(rw) = &config.remote_write {
             let backend = super::remote_write::sink::RemoteWrite::new(rw)?;
             slots.push(spawn_remote(
@@ -210,6 +217,7 @@ impl SinkHub {
                 &closing,
             )?);
         }
+        #[cfg(feature = "remote-sinks")]
         if let Some(d) = &config.dynamodb {
             let backend = super::dynamodb::sink::DynamoDb::connect(d).await?;
             slots.push(spawn_remote(
