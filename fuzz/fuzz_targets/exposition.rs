@@ -16,11 +16,15 @@ fuzz_target!(|data: &[u8]| {
     let name = sanitize_metric_name(&raw_name);
     let mut labels = serde_json::Map::new();
     while let (Some(k), Some(v)) = (pieces.next(), pieces.next()) {
-        labels.insert(sanitize_label_name(&k), serde_json::Value::String(v.into_owned()));
+        labels.insert(
+            sanitize_label_name(&k),
+            serde_json::Value::String(v.into_owned()),
+        );
     }
     let kind = ["gauge", "counter", "histogram"][data.len() % 3];
     let body = serde_json::json!({"name": name, "type": kind, "value": 3, "labels": labels});
-    let Ok(samples) = parse_metrics_body(body.to_string().as_bytes(), &JsonConfig::default()) else {
+    let Ok(samples) = parse_metrics_body(body.to_string().as_bytes(), &JsonConfig::default())
+    else {
         return;
     };
     let applier = fresh_applier();
@@ -29,12 +33,20 @@ fuzz_target!(|data: &[u8]| {
     }
     let snap = applier.registry().snapshot();
     for format in [Format::Text004, Format::OpenMetrics] {
-        let text = render(&snap, &RenderOptions { format, ..RenderOptions::default() });
+        let text = render(
+            &snap,
+            &RenderOptions {
+                format,
+                ..RenderOptions::default()
+            },
+        );
         let lines = check_exposition(&text);
         for s in &samples {
             let found = lines.iter().any(|l| {
                 l.name.starts_with(&s.name)
-                    && s.labels.iter().all(|(k, v)| l.labels.iter().any(|(lk, lv)| lk == k && lv == v))
+                    && s.labels
+                        .iter()
+                        .all(|(k, v)| l.labels.iter().any(|(lk, lv)| lk == k && lv == v))
             });
             assert!(found, "sample {s:?} not found in\n{text}");
         }

@@ -3,7 +3,9 @@
 #![no_main]
 
 use abacus_fuzz::{apply_all, check_sample, fresh_applier};
-use abacus_server::ingest::json::{JsonConfig, JsonIngestError, MAX_LISTED_ITEM_ERRORS, parse_metrics_body};
+use abacus_server::ingest::json::{
+    JsonConfig, JsonIngestError, MAX_LISTED_ITEM_ERRORS, parse_metrics_body,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -13,7 +15,11 @@ fuzz_target!(|data: &[u8]| {
     };
     match parse_metrics_body(data, &config) {
         Ok(samples) => {
-            assert!(samples.len() <= config.max_items, "{} samples", samples.len());
+            assert!(
+                samples.len() <= config.max_items,
+                "{} samples",
+                samples.len()
+            );
             for s in &samples {
                 check_sample(s, &config.limits);
             }

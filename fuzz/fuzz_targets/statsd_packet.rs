@@ -4,7 +4,9 @@
 #![no_main]
 
 use abacus_fuzz::{apply_all, check_sample, fresh_applier};
-use abacus_server::ingest::statsd::{RejectCounts, StatsdConfig, parse_line, parse_packet, parse_packet_into};
+use abacus_server::ingest::statsd::{
+    RejectCounts, StatsdConfig, parse_line, parse_packet, parse_packet_into,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -14,18 +16,28 @@ fuzz_target!(|data: &[u8]| {
         ..StatsdConfig::default()
     };
     let outcome = parse_packet(data, &config);
-    let lines = data.split(|b| *b == b'\n').filter(|l| !l.trim_ascii().is_empty()).count();
+    let lines = data
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.trim_ascii().is_empty())
+        .count();
 
     let mut samples = Vec::new();
     let mut rejects = RejectCounts::default();
     let accepted = parse_packet_into(data, &config, &mut samples, &mut rejects);
     assert_eq!(samples, outcome.samples, "the two packet parsers disagree");
     assert_eq!(rejects.total(), outcome.rejects.len() as u64);
-    assert_eq!(accepted + outcome.rejects.len(), lines, "a line was lost or counted twice");
+    assert_eq!(
+        accepted + outcome.rejects.len(),
+        lines,
+        "a line was lost or counted twice"
+    );
 
     // Per line: a parsed line yields one sample per value (a set line: one member).
     let mut expected = 0;
-    for line in data.split(|b| *b == b'\n').filter(|l| !l.trim_ascii().is_empty()) {
+    for line in data
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.trim_ascii().is_empty())
+    {
         if let Ok(parsed) = parse_line(line, &config) {
             let mut out = Vec::new();
             if let Ok(n) = parsed.to_samples(&config, &mut out) {

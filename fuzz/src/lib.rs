@@ -20,15 +20,25 @@ fn finite_opt(x: Option<f64>, what: &str, s: &Sample) {
 /// non-negative counters, histograms whose counts add up.
 pub fn check_sample(s: &Sample, limits: &Limits) {
     assert!(is_valid_metric_name(&s.name), "invalid name {:?}", s.name);
-    assert!(s.name.len() <= limits.max_name_len, "name too long: {}", s.name.len());
-    assert!(s.labels.len() <= limits.max_labels, "too many labels: {s:?}");
+    assert!(
+        s.name.len() <= limits.max_name_len,
+        "name too long: {}",
+        s.name.len()
+    );
+    assert!(
+        s.labels.len() <= limits.max_labels,
+        "too many labels: {s:?}"
+    );
     for w in s.labels.windows(2) {
         assert!(w[0].0 < w[1].0, "labels not sorted/unique: {:?}", s.labels);
     }
     for (k, v) in &s.labels {
         assert!(is_valid_label_name(k), "invalid label name {k:?}");
         assert!(k.len() <= limits.max_label_name_len, "label name too long");
-        assert!(v.len() <= limits.max_label_value_len, "label value too long");
+        assert!(
+            v.len() <= limits.max_label_value_len,
+            "label value too long"
+        );
     }
     match &s.value {
         SampleValue::Counter(x) => {
@@ -55,7 +65,10 @@ pub fn check_sample(s: &Sample, limits: &Limits) {
         }
         SampleValue::ExpHistogram(h) => {
             assert!((-10..=20).contains(&h.scale), "{s:?}");
-            assert!(h.zero_threshold.is_finite() && h.zero_threshold >= 0.0, "{s:?}");
+            assert!(
+                h.zero_threshold.is_finite() && h.zero_threshold >= 0.0,
+                "{s:?}"
+            );
             let total = h
                 .positive
                 .total()
@@ -132,14 +145,15 @@ pub fn parse_sample_line(line: &str) -> Result<ExpoLine, String> {
             // `le` / `quantile` and the reserved names the renderer may add are valid
             // label names too; only the grammar matters here.
             if lname.is_empty()
-                || !lname
-                    .bytes()
-                    .enumerate()
-                    .all(|(i, b)| b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit()))
+                || !lname.bytes().enumerate().all(|(i, b)| {
+                    b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit())
+                })
             {
                 return Err(format!("bad label name {lname:?}"));
             }
-            rest = rest[eq + 1..].strip_prefix('"').ok_or("label value not quoted")?;
+            rest = rest[eq + 1..]
+                .strip_prefix('"')
+                .ok_or("label value not quoted")?;
             let mut value = String::new();
             let mut chars = rest.char_indices();
             let end = loop {
@@ -205,8 +219,12 @@ pub fn check_exposition(text: &str) -> Vec<ExpoLine> {
 pub mod otlp {
     use std::io::Write as _;
 
-    use abacus_server::ingest::otlp::convert::{ConvertConfig, MAX_ERROR_MESSAGES, convert_request};
-    use abacus_server::ingest::otlp::decode::{DecodeError, DecodeLimits, decode_request, decompress};
+    use abacus_server::ingest::otlp::convert::{
+        ConvertConfig, MAX_ERROR_MESSAGES, convert_request,
+    };
+    use abacus_server::ingest::otlp::decode::{
+        DecodeError, DecodeLimits, decode_request, decompress,
+    };
     use abacus_server::ingest::otlp::temporality::{CumulativeToDelta, TemporalityConfig};
 
     use crate::{apply_all, check_sample, fresh_applier};
@@ -228,7 +246,9 @@ pub mod otlp {
         // `data` as a gzip body: never more than the decompressed limit.
         match decompress(data, Some("gzip"), &LIMITS) {
             Ok(out) => assert!(out.len() <= LIMITS.max_decompressed_bytes),
-            Err(DecodeError::TooLarge { limit }) => assert_eq!(limit, LIMITS.max_decompressed_bytes),
+            Err(DecodeError::TooLarge { limit }) => {
+                assert_eq!(limit, LIMITS.max_decompressed_bytes)
+            }
             Err(DecodeError::Gzip(_)) => {}
             Err(e) => panic!("unexpected gunzip error {e}"),
         }
@@ -259,8 +279,15 @@ pub mod otlp {
         for _pass in 0..2 {
             let out = convert_request(&req, &mut tracker, &config);
             assert!(out.errors.len() <= MAX_ERROR_MESSAGES);
-            assert_eq!(out.error_message().is_empty(), out.rejected_data_points == 0 && out.errors.is_empty());
-            assert!(tracker.len() <= 16, "tracker holds {} streams", tracker.len());
+            assert_eq!(
+                out.error_message().is_empty(),
+                out.rejected_data_points == 0 && out.errors.is_empty()
+            );
+            assert!(
+                tracker.len() <= 16,
+                "tracker holds {} streams",
+                tracker.len()
+            );
             for s in &out.samples {
                 check_sample(s, &config.limits);
             }

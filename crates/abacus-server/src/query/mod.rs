@@ -63,8 +63,13 @@ mod tests {
 
     #[test]
     fn from_to_are_parsed_and_other_keys_are_filters_in_order() {
-        let q = WindowQuery::parse(&p(&[("host", "a"), ("from", " 10.5 "), ("to", "20"), ("dc", "")]))
-            .unwrap();
+        let q = WindowQuery::parse(&p(&[
+            ("host", "a"),
+            ("from", " 10.5 "),
+            ("to", "20"),
+            ("dc", ""),
+        ]))
+        .unwrap();
         assert_eq!(q.from, Some(10.5));
         assert_eq!(q.to, Some(20.0));
         assert_eq!(q.filters, p(&[("host", "a"), ("dc", "")]));
