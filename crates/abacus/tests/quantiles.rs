@@ -194,3 +194,26 @@ fn every_scale_meets_its_own_bound() {
     }
     assert!(Registry::builder().scale(9).build().is_err());
 }
+
+/// Fuzzing regression (fuzz target `statsd_packet`, via a StatsD `@1e-300` sample rate):
+/// weights adding up past `u64` made the snapshot's count overflow (a panic in debug
+/// builds, a wrapped count in release). Counts now saturate at `u64::MAX`.
+#[test]
+fn weights_adding_up_past_u64_saturate_instead_of_overflowing() {
+    let r = Registry::new();
+    r.record_f64_n("h", &[], 1.0, u64::MAX);
+    r.record_f64_n("h", &[], -1.0, u64::MAX);
+    r.record_f64_n("h", &[], 0.0, 3);
+    let snap = r.snapshot();
+    let h = snap.histogram("h", &[]).expect("histogram recorded");
+    assert_eq!(h.count, u64::MAX);
+    assert_eq!(h.count_le(0.5), u64::MAX);
+    assert_eq!(h.count_le(-0.5), u64::MAX);
+    assert!(h.quantile(0.5).is_some());
+    let mut merged = h.clone();
+    merged.merge(h);
+    assert_eq!((merged.count, merged.zero_count), (u64::MAX, 6));
+    let text = abacus::exposition::prometheus::render(&snap, &Default::default());
+    // The text format writes counts as floats: u64::MAX is 2^64 there.
+    assert!(text.contains("\nh_count 18446744073709552000\n"), "{text}");
+}

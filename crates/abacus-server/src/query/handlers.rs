@@ -18,15 +18,8 @@ use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::query::WindowQuery;
 use crate::windows::WindowRow;
-
-fn parse_time(name: &str, v: &str) -> Result<f64, ApiError> {
-    v.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|x| x.is_finite())
-        .ok_or_else(|| ApiError::BadQuery(format!("{name}={v:?} is not a Unix time in seconds")))
-}
 
 pub(crate) async fn metric_windows(
     State(state): State<AppState>,
@@ -37,15 +30,8 @@ pub(crate) async fn metric_windows(
     // error like every other bad request, not axum's plain-text rejection.
     let Path(name) = name.map_err(|e| ApiError::BadQuery(e.body_text()))?;
     let Query(params) = params.map_err(|e| ApiError::BadQuery(e.body_text()))?;
-    let (mut from, mut to) = (None, None);
-    let mut filters = Vec::new();
-    for (k, v) in params {
-        match k.as_str() {
-            "from" => from = Some(parse_time("from", &v)?),
-            "to" => to = Some(parse_time("to", &v)?),
-            _ => filters.push((k, v)),
-        }
-    }
+    let WindowQuery { from, to, filters } =
+        WindowQuery::parse(&params).map_err(|e| ApiError::BadQuery(e.0))?;
     // Windows older than the oldest one memory holds come from SQLite (after a restart, or
     // beyond the in-memory retention); memory answers from there on, so none is repeated.
     let mut rows = Vec::new();

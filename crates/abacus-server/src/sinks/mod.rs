@@ -42,8 +42,10 @@
 //! | `abacus_sink_queue_depth` | gauge | windows waiting in the in-memory queue |
 //! | `abacus_sink_spill_depth` | gauge | windows waiting in the spill table |
 
+#[cfg(feature = "remote-sinks")]
 pub mod dynamodb;
 pub mod queue;
+#[cfg(feature = "remote-sinks")]
 pub mod remote_write;
 pub mod retry;
 pub mod spill;

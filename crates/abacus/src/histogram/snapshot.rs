@@ -196,10 +196,13 @@ impl HistogramTotals {
         }
     }
 
+    /// Total observations, saturating at `u64::MAX` (bucket weights come from ingest, e.g.
+    /// a StatsD sample rate or an OTLP point count, and may add up past `u64`).
     pub(crate) fn count(&self) -> u64 {
-        self.zero
-            + self.positive.iter().map(|b| b.1).sum::<u64>()
-            + self.negative.iter().map(|b| b.1).sum::<u64>()
+        self.positive
+            .iter()
+            .chain(&self.negative)
+            .fold(self.zero, |acc, b| acc.saturating_add(b.1))
     }
 }
 
@@ -234,7 +237,7 @@ fn merge_sorted(a: &[(i32, u64)], b: &[(i32, u64)]) -> Vec<(i32, u64)> {
             out.push(b[j]);
             j += 1;
         } else {
-            out.push((a[i].0, a[i].1 + b[j].1));
+            out.push((a[i].0, a[i].1.saturating_add(b[j].1)));
             i += 1;
             j += 1;
         }
@@ -310,7 +313,7 @@ impl HistogramSnapshot {
         let mut next = 0;
         let mut seen = 0u64;
         for (sign, index, n) in neg.chain(zero).chain(pos) {
-            seen += n;
+            seen = seen.saturating_add(n);
             while next < order.len() && ranks[next] <= seen {
                 let r = ranks[next];
                 let v = if r == 1 {
@@ -361,7 +364,10 @@ impl HistogramSnapshot {
     /// result is cumulative, as classic `le` buckets are). Positive buckets are compared by
     /// index (one table lookup per boundary), so the cost is linear in buckets + boundaries.
     pub fn count_le_many(&self, bounds: &[f64]) -> Vec<u64> {
-        let below_zero: u64 = self.negative.iter().map(|b| b.1).sum();
+        let below_zero = self
+            .negative
+            .iter()
+            .fold(0u64, |acc, b| acc.saturating_add(b.1));
         let table = IndexTable::get(self.scale.max(0) as u8);
         let mut out = Vec::with_capacity(bounds.len());
         let (mut i, mut prefix) = (0, 0u64);
@@ -379,14 +385,17 @@ impl HistogramSnapshot {
                     i32::MIN
                 };
                 while i < self.positive.len() && self.positive[i].0 < idx {
-                    prefix += self.positive[i].1;
+                    prefix = prefix.saturating_add(self.positive[i].1);
                     i += 1;
                 }
                 let straddle = match self.positive.get(i) {
                     Some(&(j, n)) if j == idx && self.straddle_included(j, le) => n,
                     _ => 0,
                 };
-                below_zero + self.zero_count + prefix + straddle
+                below_zero
+                    .saturating_add(self.zero_count)
+                    .saturating_add(prefix)
+                    .saturating_add(straddle)
             };
             out.push(total);
         }
@@ -421,11 +430,11 @@ impl HistogramSnapshot {
             let (lo, hi) = range(self.scale, i);
             // Values in [-hi, -lo).
             if -lo <= le {
-                total += n;
+                total = u64::saturating_add(total, n);
             } else if -hi > le {
                 break;
             } else if -bucket_representative(self.scale, i) <= le {
-                total += n;
+                total = u64::saturating_add(total, n);
             }
         }
         total
@@ -453,9 +462,9 @@ impl HistogramSnapshot {
             self.min = self.min.min(other.min);
             self.max = self.max.max(other.max);
         }
-        self.count += other.count;
+        self.count = self.count.saturating_add(other.count);
         self.sum += other.sum;
-        self.zero_count += other.zero_count;
+        self.zero_count = self.zero_count.saturating_add(other.zero_count);
         self.positive = merge_sorted(&self.positive, &other.positive);
         self.negative = merge_sorted(&self.negative, &other.negative);
         self.integers &= other.integers;
@@ -472,7 +481,7 @@ impl HistogramSnapshot {
             for &(i, n) in list.iter() {
                 let j = i >> shift;
                 match out.last_mut() {
-                    Some(last) if last.0 == j => last.1 += n,
+                    Some(last) if last.0 == j => last.1 = last.1.saturating_add(n),
                     _ => out.push((j, n)),
                 }
             }

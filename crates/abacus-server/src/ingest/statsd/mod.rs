@@ -3,6 +3,6 @@
 pub mod parser;
 
 pub use parser::{
-    LineReject, MetricType, PacketOutcome, RejectCounts, RejectReason, StatsdConfig, StatsdLine,
-    StatsdValue, parse_line, parse_packet, parse_packet_into,
+    LineReject, MIN_SAMPLE_RATE, MetricType, PacketOutcome, RejectCounts, RejectReason,
+    StatsdConfig, StatsdLine, StatsdValue, parse_line, parse_packet, parse_packet_into,
 };

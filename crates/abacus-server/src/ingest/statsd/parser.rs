@@ -26,7 +26,9 @@
 //! * Multi-value (DogStatsD ≥ 1.1): `name:1:2:3|ms` yields one sample per
 //!   value, up to [`StatsdConfig::max_values_per_line`]; disable with
 //!   [`StatsdConfig::multi_value`] (then `1:2` is a [`RejectReason::BadValue`]).
-//! * `@rate`: finite, `0 < rate <= 1`, else [`RejectReason::BadSampleRate`];
+//! * `@rate`: finite, [`MIN_SAMPLE_RATE`]` <= rate <= 1`, else
+//!   [`RejectReason::BadSampleRate`] (a smaller rate would weigh one line up to
+//!   `u64::MAX` observations);
 //!   if given several times the last one wins.
 //! * `#tags`: comma-separated `key:value` (value may contain `:`); a tag
 //!   without `:` has value `""`; empty entries are skipped; several `#` fields
@@ -43,6 +45,11 @@
 
 use crate::ingest::{Limits, Sample, SampleValue, is_valid_label_name, normalize_labels};
 use crate::ingest::{sanitize_label_name, sanitize_metric_name};
+
+/// Smallest accepted `@rate`: a timer line then counts as at most 10^6 observations and a
+/// counter increment is multiplied by at most 10^6. (Fuzzing found that `@1e-300` made one
+/// line worth `u64::MAX` observations, which overflowed the histogram's count.)
+pub const MIN_SAMPLE_RATE: f64 = 1e-6;
 
 /// Parser configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +95,7 @@ pub enum RejectReason {
     BadValue,
     /// The type field is not one of `c g ms h d s`.
     UnknownType,
-    /// `@rate` is not a number in `(0, 1]`.
+    /// `@rate` is not a number in `[MIN_SAMPLE_RATE, 1]`.
     BadSampleRate,
     /// A counter increment is negative.
     NegativeCounter,
@@ -248,7 +255,7 @@ pub struct StatsdLine<'a> {
     pub metric_type: MetricType,
     /// One or more values.
     pub values: Vec<StatsdValue<'a>>,
-    /// Sample rate in `(0, 1]`, if given.
+    /// Sample rate in `[MIN_SAMPLE_RATE, 1]`, if given.
     pub sample_rate: Option<f64>,
     /// Raw DogStatsD tags `(key, value)`; `value` is `""` for bare tags.
     pub tags: Vec<(&'a str, &'a str)>,
@@ -302,7 +309,7 @@ pub fn parse_line<'a>(
     for field in fields {
         if let Some(rate) = field.strip_prefix('@') {
             match rate.parse::<f64>() {
-                Ok(r) if r.is_finite() && r > 0.0 && r <= 1.0 => sample_rate = Some(r),
+                Ok(r) if (MIN_SAMPLE_RATE..=1.0).contains(&r) => sample_rate = Some(r),
                 _ => return Err(RejectReason::BadSampleRate),
             }
         } else if let Some(tag_list) = field.strip_prefix('#') {
@@ -430,7 +437,7 @@ impl StatsdLine<'_> {
     }
 }
 
-/// `round(1/rate)`, at least 1. `rate` is in `(0, 1]`; `as` saturates.
+/// `round(1/rate)`, at least 1. `rate` is in `[MIN_SAMPLE_RATE, 1]`, so at most 10^6.
 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 fn observe_count(rate: f64) -> u64 {
     ((1.0 / rate).round() as u64).max(1)
@@ -784,6 +791,26 @@ mod tests {
     #[test]
     fn huge_counter_divided_by_tiny_rate_is_rejected_as_bad_value() {
         assert_eq!(one("c:1e308|c|@0.0001"), Err(RejectReason::BadValue));
+    }
+
+    /// Fuzzing regression (fuzz target `statsd_packet`): `@1e-300` weighed one timer line
+    /// `u64::MAX` observations, and two such lines overflowed the histogram count.
+    #[test]
+    fn sample_rate_below_the_minimum_is_rejected_and_the_minimum_weighs_a_million() {
+        for line in ["x:1|ms|@1e-300", "x:1|c|@5e-324", "x:1|h|@0.00000099"] {
+            assert_eq!(one(line), Err(RejectReason::BadSampleRate), "{line}");
+        }
+        assert_eq!(
+            value("x:1|ms|@0.000001"),
+            SampleValue::Observe {
+                value: 1.0,
+                count: 1_000_000
+            }
+        );
+        let SampleValue::Counter(c) = value("x:2|c|@1e-6") else {
+            panic!("a counter")
+        };
+        assert!((c - 2e6).abs() < 1e-6, "{c}");
     }
 
     #[test]
