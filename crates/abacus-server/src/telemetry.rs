@@ -15,6 +15,8 @@
 //! | `abacus_runtime_alive_tasks` | gauge | Tokio tasks alive |
 //! | `abacus_runtime_global_queue_depth` | gauge | tasks waiting in the runtime's global (injection) queue |
 //! | `abacus_runtime_busy_seconds` | counter | time the workers spent busy, summed over workers |
+//! | `abacus_connections` | gauge | `listener` (`http`, `otlp_http`, `otlp_grpc`): open TCP connections, updated live |
+//! | `abacus_connections_cut` | counter | `listener`, `reason` (`header_timeout`, `request_timeout`): connections / requests cut off by a timeout |
 //!
 //! Gauges and the runtime figures are sampled at each window close (so a window carries
 //! the value at its end, and `GET /metrics` is at most one window old for them). The
@@ -109,6 +111,21 @@ impl Telemetry {
         }
     }
 
+    /// `open` TCP connections on `listener` now (set on each accept and close).
+    pub fn connections(&self, listener: &str, open: usize) {
+        self.registry
+            .set_gauge("abacus_connections", &[("listener", listener)], open as f64);
+    }
+
+    /// A connection or request on `listener` cut off for `reason`.
+    pub fn connection_cut(&self, listener: &str, reason: &str) {
+        self.registry.increment_counter(
+            "abacus_connections_cut",
+            &[("listener", listener), ("reason", reason)],
+            1,
+        );
+    }
+
     /// Updates the registry and store gauges; called at each window close.
     pub fn window_closed(&self, store: StoreStats) {
         let stats = self.registry.stats();
@@ -179,6 +196,10 @@ pub fn help(family: &str) -> Option<&'static str> {
             "Time to take a window's delta and feed the window store, in seconds."
         }
         "abacus_runtime_workers" => "Tokio worker threads.",
+        "abacus_connections" => "Open TCP connections per listener.",
+        "abacus_connections_cut" | "abacus_connections_cut_total" => {
+            "Connections or requests cut off by a header-read or request timeout."
+        }
         "abacus_runtime_alive_tasks" => "Tokio tasks alive.",
         "abacus_runtime_global_queue_depth" => "Tasks waiting in the Tokio global queue.",
         "abacus_runtime_busy_seconds" | "abacus_runtime_busy_seconds_total" => {

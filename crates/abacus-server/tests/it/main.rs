@@ -3,6 +3,7 @@
 //! OpenTelemetry Rust exporters, cadence). One binary, submodules per area.
 
 mod common;
+mod limits;
 mod otlp;
 mod router;
 mod sockets;
