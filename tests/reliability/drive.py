@@ -98,7 +98,11 @@ def sample(pid, http_url, out, stop_file, period=2.0):
                 fds = len(os.listdir(f"/proc/{pid}/fd"))
             except OSError:
                 break
-            kv = {l.split(":")[0]: l.split(":")[1].split()[0] for l in st.splitlines() if ":" in l}
+            kv = {}
+            for l in st.splitlines():
+                k, _, v = l.partition(":")
+                if k in ("VmRSS", "VmHWM", "Threads"):
+                    kv[k] = v.split()[0]
             tasks = conns = series = ""
             try:
                 text = exposition(http_url)
