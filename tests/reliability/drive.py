@@ -24,6 +24,7 @@ import urllib.parse
 import urllib.request
 
 SERVICES = [f"s{i}" for i in range(20)]
+SQLITE_CACHE_KIB = 65_536  # PRAGMA cache_size = -65536 (crates/abacus-server/src/sinks/spill.rs)
 
 
 # ---------------------------------------------------------------- helpers
@@ -87,11 +88,13 @@ def statsd_received(http_url):
 
 
 # ---------------------------------------------------------------- sampler
-def sample(pid, http_url, out, stop_file, period=2.0):
+def sample(pid, http_url, out, stop_file, period=2.0, db=None):
+    """Samples the server process; `db`: the SQLite file, whose size (with its WAL) bounds
+    what the SQLite page cache can hold."""
     period = float(period)
     t0 = time.time()
     with open(out, "w") as f:
-        f.write("secs,rss_kib,hwm_kib,fds,threads,alive_tasks,connections,series\n")
+        f.write("secs,rss_kib,hwm_kib,fds,threads,alive_tasks,connections,series,db_kib\n")
         while not os.path.exists(stop_file):
             try:
                 st = open(f"/proc/{pid}/status").read()
@@ -111,9 +114,12 @@ def sample(pid, http_url, out, stop_file, period=2.0):
                 series = metric(http_url, "abacus_series", text=text)
             except Exception:
                 pass
+            db_kib = ""
+            if db:
+                db_kib = sum(os.path.getsize(p) for p in (db, db + "-wal") if os.path.exists(p)) // 1024
             f.write(f"{time.time() - t0:.1f},{kv['VmRSS']},{kv['VmHWM']},{fds},{kv['Threads']},"
                     f"{tasks if tasks is not None else ''},{conns if conns is not None else ''},"
-                    f"{series if series is not None else ''}\n")
+                    f"{series if series is not None else ''},{db_kib}\n")
             f.flush()
             time.sleep(period)
 
@@ -303,16 +309,23 @@ def csv_check(path, warm_frac, rss_tol):
     after = rows[w:]
     q = max(1, len(after) // 4)
     first, last = after[:q], after[-q:]
+    # The SQLite writer's page cache grows with the database up to cache_size (64 MiB):
+    # subtract what it can hold at most, min(db + wal, 64 MiB), to see the rest of RSS.
+    for r in rows:
+        r["net_kib"] = r["rss_kib"] - min(r.get("db_kib") or 0, SQLITE_CACHE_KIB)
     med = lambda rs, k: statistics.median(r[k] for r in rs)
-    rss0, rss1 = med(first, "rss_kib"), med(last, "rss_kib")
+    raw0, raw1 = med(first, "rss_kib"), med(last, "rss_kib")
+    rss0, rss1 = med(first, "net_kib"), med(last, "net_kib")
     growth = (rss1 - rss0) / rss0
     fd_max0, fd_last = max(r["fds"] for r in rows[:w + q]), med(last, "fds")
     th_max0, th_last = max(r["threads"] for r in rows[:w + q]), med(last, "threads")
     tasks = [r["alive_tasks"] for r in after if r["alive_tasks"] is not None]
     tk0 = max(tasks[:q]) if tasks else None
     tk1 = statistics.median(tasks[-q:]) if tasks else None
-    print(f"samples {n}; RSS after warm-up {rss0 / 1024:.1f} MiB -> end {rss1 / 1024:.1f} MiB "
-          f"({growth * 100:+.1f} %, tolerance {rss_tol * 100:.0f} %); peak {max(r['hwm_kib'] for r in rows) / 1024:.1f} MiB")
+    print(f"samples {n}; RSS after warm-up {raw0 / 1024:.1f} MiB -> end {raw1 / 1024:.1f} MiB; "
+          f"net of the SQLite cache {rss0 / 1024:.1f} -> {rss1 / 1024:.1f} MiB "
+          f"({growth * 100:+.1f} %, tolerance {rss_tol * 100:.0f} %); peak {max(r['hwm_kib'] for r in rows) / 1024:.1f} MiB; "
+          f"database {(rows[-1].get('db_kib') or 0) / 1024:.1f} MiB")
     print(f"fds: max in warm-up {fd_max0:g}, median at end {fd_last:g}; threads: max in warm-up {th_max0:g}, "
           f"median at end {th_last:g}; alive tasks: max early {tk0}, median at end {tk1}")
     errors = []
@@ -338,6 +351,10 @@ def plot(path, png, title):
     fig, ax = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
     ax[0].plot(t, [r["rss_kib"] / 1024 for r in rows], label="RSS")
     ax[0].plot(t, [r["hwm_kib"] / 1024 for r in rows], label="peak RSS (VmHWM)", linestyle="--")
+    if any(r.get("db_kib") for r in rows):
+        ax[0].plot(t, [(r["rss_kib"] - min(r["db_kib"] or 0, SQLITE_CACHE_KIB)) / 1024 for r in rows],
+                   label="RSS - min(SQLite db, 64 MiB cache)")
+        ax[0].plot(t, [(r["db_kib"] or 0) / 1024 for r in rows], label="SQLite db + wal size", linestyle=":")
     ax[0].set_ylabel("MiB")
     ax[0].set_ylim(bottom=0)
     ax[0].legend()
@@ -496,7 +513,7 @@ def memory_bound(max_series, windows_kept, threads=4, key=64, overflow=1000, max
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "sample":
-        sample(int(args[0]), *args[1:])
+        sample(int(args[0]), *args[1:])  # PID URL OUT STOP [PERIOD] [DB]
     elif cmd == "soak":
         soak(*args)
     elif cmd == "soak-check":

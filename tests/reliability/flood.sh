@@ -48,9 +48,9 @@ if ! command -v curl >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends curl >/dev/null
 fi
 D="$HERE/drive.py"
-log "building the release binary"
 # ABACUS_BIN: a prebuilt binary (a target dir shared by several checkouts may hold another one's).
 if [ -z "${ABACUS_BIN:-}" ]; then
+    log "building the release binary"
     cargo build -q --release --manifest-path "$ROOT/Cargo.toml" -p abacus-cli
 fi
 ABACUS="${ABACUS_BIN:-$TARGET/release/abacus}"

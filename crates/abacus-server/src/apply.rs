@@ -546,9 +546,8 @@ mod tests {
     #[test]
     fn all_sets_together_are_bounded_per_window() {
         let a = Applier::new(Registry::new(), 100, 3).with_max_set_members_total(4);
-        let member = |set: &str, m: &str| {
-            a.apply(&sample(set, &[], SampleValue::SetMember(m.into())))
-        };
+        let member =
+            |set: &str, m: &str| a.apply(&sample(set, &[], SampleValue::SetMember(m.into())));
         for (set, m) in [("a", "1"), ("a", "2"), ("b", "1"), ("c", "1")] {
             member(set, m).unwrap();
         }

@@ -339,7 +339,10 @@ async fn deep_json_is_a_400_not_a_stack_overflow() {
             .unwrap();
         assert_eq!(r.status(), 400, "{url}");
         let v: Value = r.json().await.unwrap();
-        assert!(v["error"].as_str().is_some_and(|m| !m.is_empty()), "{url}: {v}");
+        assert!(
+            v["error"].as_str().is_some_and(|m| !m.is_empty()),
+            "{url}: {v}"
+        );
     }
     // An unknown OTLP field is skipped (OTLP/JSON receivers ignore unknown fields);
     // serde_json skips values without recursing, so even 100 000 levels are no danger:
@@ -382,9 +385,13 @@ async fn a_flood_of_oversize_statsd_lines_is_counted_and_good_lines_beside_them_
         sent += BATCH;
         // Pace on what the server received, so the socket buffer never overflows.
         poll("statsd datagrams received", || async {
-            exposed(&srv, "abacus_ingest_requests_total", &[("protocol", "statsd")])
-                .await
-                .filter(|&n| n >= sent as f64)
+            exposed(
+                &srv,
+                "abacus_ingest_requests_total",
+                &[("protocol", "statsd")],
+            )
+            .await
+            .filter(|&n| n >= sent as f64)
         })
         .await;
     }
