@@ -555,7 +555,9 @@ mod tests {
         member("a", "1").unwrap();
         assert_eq!(member("d", "1"), Err(ApplyReject::TooManySetMembers));
         assert_eq!(member("a", "3"), Err(ApplyReject::TooManySetMembers));
-        assert_eq!(a.close_sets(), 4);
+        // Sets a, b, c (the refused "d" was not created).
+        assert_eq!(a.close_sets(), 3);
+        assert_eq!(a.registry().snapshot().gauge("a", &[]), Some(2.0));
         // The next window starts with room again.
         member("d", "1").unwrap();
         assert_eq!(a.close_sets(), 1);
