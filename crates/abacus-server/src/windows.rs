@@ -283,6 +283,35 @@ impl WindowStore {
         )
     }
 
+    /// [`WindowStore::query`] and [`WindowStore::earliest_start`] read under one lock, so
+    /// a window close in between cannot trim the oldest window out of both the rows and
+    /// the SQLite range that starts where memory ends.
+    pub fn query_and_earliest(
+        &self,
+        name: &str,
+        filters: &[(String, String)],
+        from: Option<f64>,
+        to: Option<f64>,
+    ) -> (Vec<WindowRow>, Option<SystemTime>) {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(by_key) = inner.series.get(name) else {
+            return (Vec::new(), None);
+        };
+        let earliest = by_key
+            .values()
+            .filter_map(|r| r.ring.front().map(|w| w.start))
+            .min();
+        let rows = merge_windows(
+            by_key
+                .iter()
+                .flat_map(|(key, ring)| ring.ring.iter().map(move |w| (key, w))),
+            filters,
+            from,
+            to,
+        );
+        (rows, earliest)
+    }
+
     /// Start of the oldest window held in memory for any series named `name`: windows
     /// before it must come from durable storage (see [`crate::sinks::sqlite::History`]).
     pub fn earliest_start(&self, name: &str) -> Option<SystemTime> {
