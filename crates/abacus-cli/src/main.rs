@@ -91,6 +91,15 @@ struct ServeArgs {
     /// Requested StatsD socket receive buffer in bytes [default 4 MiB].
     #[arg(long, env = "ABACUS_STATSD_RECV_BUFFER")]
     statsd_recv_buffer: Option<usize>,
+    /// HTTP/1: milliseconds to receive a request head (slowloris cut-off) [default 10000].
+    #[arg(long, env = "ABACUS_HEADER_READ_TIMEOUT_MS")]
+    header_read_timeout_ms: Option<u64>,
+    /// Milliseconds to read a request body and answer (408 past it) [default 30000].
+    #[arg(long, env = "ABACUS_REQUEST_TIMEOUT_MS")]
+    request_timeout_ms: Option<u64>,
+    /// Open connections per TCP listener [default 1024].
+    #[arg(long, env = "ABACUS_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
     #[command(flatten)]
     storage: StorageArgs,
 }
@@ -216,6 +225,15 @@ impl ServeArgs {
         }
         if let Some(v) = self.statsd_recv_buffer {
             c.limits.statsd_recv_buffer_bytes = v;
+        }
+        if let Some(v) = self.header_read_timeout_ms {
+            c.limits.header_read_timeout_ms = v;
+        }
+        if let Some(v) = self.request_timeout_ms {
+            c.limits.request_timeout_ms = v;
+        }
+        if let Some(v) = self.max_connections {
+            c.limits.max_connections = v;
         }
         self.storage.apply(&mut c.storage);
         c.validate()?;

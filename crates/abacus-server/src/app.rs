@@ -128,7 +128,8 @@ impl AppState {
                     registry.clone(),
                     config.max_series,
                     config.limits.max_set_members,
-                ),
+                )
+                .with_max_set_members_total(config.limits.max_set_members_total),
                 telemetry: Telemetry::new(registry),
                 store,
                 board,

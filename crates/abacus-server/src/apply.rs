@@ -36,6 +36,7 @@
 //! representatives.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError, RwLock};
 
 use abacus::{HistogramSnapshot, Registry};
@@ -59,6 +60,9 @@ pub enum ApplyReject {
     /// A histogram could not be represented (scale out of range, empty buckets with a count).
     #[error("histogram cannot be represented")]
     BadHistogram,
+    /// All sets together already hold the maximum number of members for this window.
+    #[error("too many set members in this window")]
+    TooManySetMembers,
 }
 
 impl ApplyReject {
@@ -69,6 +73,7 @@ impl ApplyReject {
             ApplyReject::SetFull => "set_full",
             ApplyReject::TooManySets => "too_many_sets",
             ApplyReject::BadHistogram => "bad_histogram",
+            ApplyReject::TooManySetMembers => "too_many_set_members",
         }
     }
 }
@@ -92,6 +97,10 @@ pub struct Applier {
     sets: Mutex<HashMap<SetKey, HashSet<String>>>,
     max_sets: usize,
     max_set_members: usize,
+    /// Members of all sets together per window (the sets' memory bound).
+    max_set_members_total: usize,
+    /// Members held by all sets; changed only under the `sets` lock.
+    set_members_total: AtomicUsize,
 }
 
 impl Applier {
@@ -105,7 +114,17 @@ impl Applier {
             sets: Mutex::new(HashMap::new()),
             max_sets: max_names,
             max_set_members,
+            max_set_members_total: usize::MAX,
+            set_members_total: AtomicUsize::new(0),
         }
+    }
+
+    /// Bounds the members of all sets together per window (default: no bound beyond
+    /// `max_names × max_set_members`).
+    #[must_use]
+    pub fn with_max_set_members_total(mut self, n: usize) -> Applier {
+        self.max_set_members_total = n;
+        self
     }
 
     /// The registry samples go to.
@@ -191,18 +210,23 @@ impl Applier {
         let mut sets = self.sets.lock().unwrap_or_else(PoisonError::into_inner);
         let key = (sample.name.clone(), sample.labels.clone());
         let len = sets.len();
-        let set = match sets.get_mut(&key) {
-            Some(s) => s,
-            None if len >= self.max_sets => return Err(ApplyReject::TooManySets),
-            None => sets.entry(key).or_default(),
-        };
-        if set.contains(member) {
-            return Ok(());
+        if let Some(set) = sets.get(&key) {
+            if set.contains(member) {
+                return Ok(());
+            }
+            if set.len() >= self.max_set_members {
+                return Err(ApplyReject::SetFull);
+            }
+        } else if len >= self.max_sets {
+            return Err(ApplyReject::TooManySets);
         }
-        if set.len() >= self.max_set_members {
-            return Err(ApplyReject::SetFull);
+        // Relaxed: only read and written under the `sets` lock, which orders it.
+        let total = self.set_members_total.load(Ordering::Relaxed);
+        if total >= self.max_set_members_total {
+            return Err(ApplyReject::TooManySetMembers);
         }
-        set.insert(member.to_owned());
+        self.set_members_total.store(total + 1, Ordering::Relaxed);
+        sets.entry(key).or_default().insert(member.to_owned());
         Ok(())
     }
 
@@ -211,7 +235,12 @@ impl Applier {
     /// before taking the registry's delta, so the gauge lands in the window it describes.
     /// Returns the number of sets closed.
     pub fn close_sets(&self) -> usize {
-        let sets = std::mem::take(&mut *self.sets.lock().unwrap_or_else(PoisonError::into_inner));
+        let sets = {
+            let mut guard = self.sets.lock().unwrap_or_else(PoisonError::into_inner);
+            // Relaxed: reset under the `sets` lock, which orders it with every member insert.
+            self.set_members_total.store(0, Ordering::Relaxed);
+            std::mem::take(&mut *guard)
+        };
         for ((name, labels), members) in &sets {
             let labels: Vec<(&str, &str)> = labels
                 .iter()
@@ -514,6 +543,27 @@ mod tests {
             .unwrap();
         a.close_sets();
         assert_eq!(a.registry().snapshot().gauge("users", &[]), Some(1.0));
+    }
+
+    #[test]
+    fn all_sets_together_are_bounded_per_window() {
+        let a = Applier::new(Registry::new(), 100, 3).with_max_set_members_total(4);
+        let member =
+            |set: &str, m: &str| a.apply(&sample(set, &[], SampleValue::SetMember(m.into())));
+        for (set, m) in [("a", "1"), ("a", "2"), ("b", "1"), ("c", "1")] {
+            member(set, m).unwrap();
+        }
+        // A member already held is no new memory; a fifth distinct one is refused.
+        member("a", "1").unwrap();
+        assert_eq!(member("d", "1"), Err(ApplyReject::TooManySetMembers));
+        assert_eq!(member("a", "3"), Err(ApplyReject::TooManySetMembers));
+        // Sets a, b, c (the refused "d" was not created).
+        assert_eq!(a.close_sets(), 3);
+        assert_eq!(a.registry().snapshot().gauge("a", &[]), Some(2.0));
+        // The next window starts with room again.
+        member("d", "1").unwrap();
+        assert_eq!(a.close_sets(), 1);
+        assert_eq!(a.registry().snapshot().gauge("d", &[]), Some(1.0));
     }
 
     #[test]

@@ -21,7 +21,13 @@
 //! otlp_max_body_bytes = 16777216    # OTLP bodies as received
 //! otlp_max_decompressed_bytes = 67108864
 //! max_set_members = 10000           # distinct members per StatsD set per window
+//! max_set_members_total = 100000    # members of all StatsD sets together per window
 //! statsd_recv_buffer_bytes = 4194304
+//! header_read_timeout_ms = 10000    # HTTP/1: a request head (or an idle keep-alive) must arrive in time
+//! request_timeout_ms = 30000        # body read + handling of one request (HTTP 408 / gRPC DEADLINE_EXCEEDED)
+//! max_connections = 1024            # open connections per TCP listener; more wait in the backlog
+//! grpc_max_concurrent_streams = 128 # HTTP/2 streams per gRPC connection
+//! grpc_max_header_list_bytes = 16384
 //! ```
 
 use std::net::SocketAddr;
@@ -89,7 +95,7 @@ pub struct Listen {
     pub statsd_tcp: Option<SocketAddr>,
 }
 
-/// Size limits of the ingest paths.
+/// Size limits of the ingest paths, and connection limits and timeouts of the listeners.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BodyLimits {
@@ -104,9 +110,27 @@ pub struct BodyLimits {
     /// Distinct members kept per StatsD set per window (more are counted as rejects).
     /// Default 10 000.
     pub max_set_members: usize,
+    /// Distinct members of all StatsD sets together per window (more are counted as rejects,
+    /// reason `too_many_set_members`). Default 100 000.
+    pub max_set_members_total: usize,
     /// Requested `SO_RCVBUF` of the StatsD socket. Default 4 MiB (the kernel may cap it at
     /// `net.core.rmem_max`).
     pub statsd_recv_buffer_bytes: usize,
+    /// HTTP/1 listeners: time allowed to receive a request head, counted from the first
+    /// read (and between requests on a keep-alive connection); a client trickling headers
+    /// (slowloris) or idling is disconnected after it. Default 10 000 ms.
+    pub header_read_timeout_ms: u64,
+    /// Time allowed for one request once its head arrived: reading the body and answering.
+    /// Past it HTTP answers 408 (JSON error) and gRPC `DEADLINE_EXCEEDED`. Default 30 000 ms.
+    pub request_timeout_ms: u64,
+    /// Open connections per TCP listener (HTTP API, OTLP/HTTP, OTLP/gRPC). When reached,
+    /// the listener stops accepting until one closes (new clients wait in the kernel
+    /// backlog). Default 1 024.
+    pub max_connections: usize,
+    /// HTTP/2 concurrent streams per OTLP/gRPC connection. Default 128.
+    pub grpc_max_concurrent_streams: u32,
+    /// Largest HTTP/2 header list on the OTLP/gRPC listener, in bytes. Default 16 KiB.
+    pub grpc_max_header_list_bytes: u32,
 }
 
 /// Metric names behind `GET /services` (all keyed by the label `service`).
@@ -187,7 +211,13 @@ impl Default for BodyLimits {
             otlp_max_body_bytes: 16 << 20,
             otlp_max_decompressed_bytes: 64 << 20,
             max_set_members: 10_000,
+            max_set_members_total: 100_000,
             statsd_recv_buffer_bytes: 4 << 20,
+            header_read_timeout_ms: 10_000,
+            request_timeout_ms: 30_000,
+            max_connections: 1_024,
+            grpc_max_concurrent_streams: 128,
+            grpc_max_header_list_bytes: 16 << 10,
         }
     }
 }
@@ -235,6 +265,16 @@ impl Config {
         if self.limits.max_body_bytes == 0 || self.limits.otlp_max_body_bytes == 0 {
             return bad("body limits must be greater than zero");
         }
+        let l = &self.limits;
+        if l.header_read_timeout_ms == 0 || l.request_timeout_ms == 0 {
+            return bad("header_read_timeout_ms and request_timeout_ms must be greater than zero");
+        }
+        if l.max_connections == 0 || l.grpc_max_concurrent_streams == 0 {
+            return bad("max_connections and grpc_max_concurrent_streams must be at least 1");
+        }
+        if l.grpc_max_header_list_bytes < 1024 {
+            return bad("grpc_max_header_list_bytes must be at least 1024");
+        }
         self.storage
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -244,6 +284,16 @@ impl Config {
     /// The window length.
     pub fn window(&self) -> Duration {
         Duration::from_millis(self.window_ms)
+    }
+
+    /// [`BodyLimits::header_read_timeout_ms`] as a duration.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.limits.header_read_timeout_ms)
+    }
+
+    /// [`BodyLimits::request_timeout_ms`] as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.limits.request_timeout_ms)
     }
 
     /// Number of closed windows kept per series (`retention / window`, at least 1).
@@ -333,5 +383,9 @@ mod tests {
         assert!(Config::from_toml_str("window_ms = 0").is_err());
         assert!(Config::from_toml_str("[listen]\nhttp = \"nowhere\"").is_err());
         assert!(Config::from_toml_str("token = \"\"").is_err());
+        assert!(Config::from_toml_str("[limits]\nheader_read_timeout_ms = 0").is_err());
+        assert!(Config::from_toml_str("[limits]\nmax_connections = 0").is_err());
+        let c = Config::from_toml_str("[limits]\nrequest_timeout_ms = 1500").unwrap();
+        assert_eq!(c.request_timeout(), Duration::from_millis(1500));
     }
 }

@@ -20,6 +20,7 @@ pub mod apply;
 pub mod config;
 pub mod error;
 pub mod ingest;
+mod listener;
 pub mod otlp;
 pub mod query;
 pub mod server;

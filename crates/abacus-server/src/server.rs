@@ -137,39 +137,57 @@ impl Server {
             let _ = rx.wait_for(|s| *s).await;
         };
         let mut tasks: JoinSet<Result<(), ServeError>> = JoinSet::new();
-        let server_err = |what: &'static str| {
-            move |e: std::io::Error| ServeError::Server {
-                what,
-                message: e.to_string(),
-            }
-        };
 
+        let cfg = state.config();
+        let limits = crate::listener::ConnLimits {
+            max_connections: cfg.limits.max_connections,
+            header_read_timeout: cfg.header_read_timeout(),
+            request_timeout: cfg.request_timeout(),
+        };
         let axum_listeners = [
-            (http, app::router(state.clone()), "HTTP API"),
-            (otlp_http, otlp::http::router(state.clone()), "OTLP/HTTP"),
+            (http, app::router(state.clone()), "http", "HTTP API"),
+            (
+                otlp_http,
+                otlp::http::router(state.clone()),
+                "otlp_http",
+                "OTLP/HTTP",
+            ),
         ];
-        for (listener, router, what) in axum_listeners {
+        for (listener, router, label, what) in axum_listeners {
             let Some(l) = listener else { continue };
             tracing::info!(addr = ?l.local_addr().ok(), "{what} listening");
             let stop = stopped(stop_rx.clone());
+            let st = state.clone();
             tasks.spawn(async move {
-                axum::serve(l, router)
-                    .with_graceful_shutdown(stop)
-                    .await
-                    .map_err(server_err(what))
+                crate::listener::serve_http(l, router, limits, st, label, what, stop).await;
+                Ok(())
             });
         }
         if let Some(l) = otlp_grpc {
             tracing::info!(addr = ?l.local_addr().ok(), "OTLP/gRPC listening");
             let svc = otlp::grpc::service(state.clone());
             let stop = stopped(stop_rx.clone());
+            let incoming = crate::listener::limited_incoming(
+                l,
+                limits.max_connections,
+                state.clone(),
+                "otlp_grpc",
+                stopped(stop_rx.clone()),
+            );
+            let (streams, header_list) = (
+                cfg.limits.grpc_max_concurrent_streams,
+                cfg.limits.grpc_max_header_list_bytes,
+            );
             tasks.spawn(async move {
                 tonic::transport::Server::builder()
+                    .timeout(limits.request_timeout)
+                    .max_concurrent_streams(streams)
+                    .http2_max_header_list_size(header_list)
+                    // A peer that stops answering pings is dropped (half-open connections).
+                    .http2_keepalive_interval(Some(Duration::from_secs(30)))
+                    .http2_keepalive_timeout(Some(Duration::from_secs(10)))
                     .add_service(svc)
-                    .serve_with_incoming_shutdown(
-                        tonic::transport::server::TcpIncoming::from(l),
-                        stop,
-                    )
+                    .serve_with_incoming_shutdown(incoming, stop)
                     .await
                     .map_err(|e| ServeError::Server {
                         what: "OTLP/gRPC",

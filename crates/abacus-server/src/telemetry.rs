@@ -15,6 +15,8 @@
 //! | `abacus_runtime_alive_tasks` | gauge | Tokio tasks alive |
 //! | `abacus_runtime_global_queue_depth` | gauge | tasks waiting in the runtime's global (injection) queue |
 //! | `abacus_runtime_busy_seconds` | counter | time the workers spent busy, summed over workers |
+//! | `abacus_connections` | gauge | `listener` (`http`, `otlp_http`, `otlp_grpc`): open TCP connections, updated live |
+//! | `abacus_connections_cut` | counter | `listener`, `reason` (`header_timeout`, `request_timeout`): connections / requests cut off by a timeout |
 //!
 //! Gauges and the runtime figures are sampled at each window close (so a window carries
 //! the value at its end, and `GET /metrics` is at most one window old for them). The
@@ -64,10 +66,109 @@ impl Protocol {
     }
 }
 
+/// Reject reasons that get a series at start-up (besides every StatsD parser reason).
+const KNOWN_REJECTS: [&str; 10] = [
+    "unauthorized",
+    "body",
+    "content_type",
+    "invalid_json",
+    "data_point",
+    "fractional_counter",
+    "set_full",
+    "too_many_sets",
+    "too_many_set_members",
+    "bad_histogram",
+];
+
+const PROTOCOLS: [Protocol; 4] = [
+    Protocol::HttpJson,
+    Protocol::OtlpHttp,
+    Protocol::OtlpGrpc,
+    Protocol::Statsd,
+];
+
+/// The server's own series, created at start-up and held by handles: they exist before any
+/// flood can fill `max_series` (a series first needed afterwards would be routed to an
+/// overflow series, and the server would lose count of its refusals), and a held handle
+/// keeps them from idle eviction.
+#[derive(Debug)]
+struct Pinned {
+    requests: [abacus::Counter; 4],
+    samples: [abacus::Counter; 4],
+    rejects: std::collections::HashMap<(&'static str, &'static str), abacus::Counter>,
+    series_refused: abacus::Counter,
+    kind_conflicts: abacus::Counter,
+    cuts: std::collections::HashMap<(&'static str, &'static str), abacus::Counter>,
+    connections: std::collections::HashMap<&'static str, abacus::Gauge>,
+    /// Series written by name at window close; the handles only keep them alive.
+    _gauges: Vec<abacus::Gauge>,
+    _busy: abacus::Counter,
+    _flush: abacus::Histogram,
+}
+
+impl Pinned {
+    fn new(r: &Registry) -> Pinned {
+        let per_protocol =
+            |name: &str| PROTOCOLS.map(|p| r.counter(name, &[("protocol", p.as_str())]));
+        let statsd_reasons = crate::ingest::statsd::parser::RejectReason::ALL.map(|x| x.as_str());
+        let mut rejects = std::collections::HashMap::new();
+        for p in PROTOCOLS {
+            for reason in KNOWN_REJECTS.iter().chain(&statsd_reasons) {
+                let labels = [("protocol", p.as_str()), ("reason", *reason)];
+                rejects.insert(
+                    (p.as_str(), *reason),
+                    r.counter("abacus_ingest_rejects", &labels),
+                );
+            }
+        }
+        let listeners = ["http", "otlp_http", "otlp_grpc"];
+        let mut cuts = std::collections::HashMap::new();
+        let mut connections = std::collections::HashMap::new();
+        for l in listeners {
+            for reason in ["header_timeout", "request_timeout"] {
+                let labels = [("listener", l), ("reason", reason)];
+                cuts.insert((l, reason), r.counter("abacus_connections_cut", &labels));
+            }
+            connections.insert(l, r.gauge("abacus_connections", &[("listener", l)]));
+        }
+        Pinned {
+            requests: per_protocol("abacus_ingest_requests"),
+            samples: per_protocol("abacus_ingest_samples"),
+            rejects,
+            series_refused: r.counter("abacus_series_refused", &[]),
+            kind_conflicts: r.counter("abacus_kind_conflicts", &[]),
+            cuts,
+            connections,
+            _gauges: [
+                "abacus_series",
+                "abacus_window_store_series",
+                "abacus_runtime_workers",
+                "abacus_runtime_alive_tasks",
+                "abacus_runtime_global_queue_depth",
+            ]
+            .iter()
+            .map(|n| r.gauge(n, &[]))
+            .collect(),
+            _busy: r.float_counter("abacus_runtime_busy_seconds", &[]),
+            _flush: r.float_histogram_with_unit("abacus_flush_duration", &[], Unit::Seconds),
+        }
+    }
+}
+
+fn protocol_index(p: Protocol) -> usize {
+    match p {
+        Protocol::HttpJson => 0,
+        Protocol::OtlpHttp => 1,
+        Protocol::OtlpGrpc => 2,
+        Protocol::Statsd => 3,
+    }
+}
+
 /// Records the server's own metrics.
 #[derive(Debug)]
 pub struct Telemetry {
     registry: Registry,
+    pinned: Pinned,
     /// Lock: window close only (registry counters seen at the previous close).
     last: Mutex<(u64, u64)>,
     /// Lock: window close only (runtime busy time seen at the previous close).
@@ -78,6 +179,7 @@ impl Telemetry {
     /// Telemetry recording into `registry`.
     pub fn new(registry: Registry) -> Telemetry {
         Telemetry {
+            pinned: Pinned::new(&registry),
             registry,
             last: Mutex::new((0, 0)),
             last_busy: Mutex::new(Duration::ZERO),
@@ -86,29 +188,52 @@ impl Telemetry {
 
     /// One request (or packet) received.
     pub fn request(&self, p: Protocol) {
-        self.registry
-            .increment_counter("abacus_ingest_requests", &[("protocol", p.as_str())], 1);
+        self.pinned.requests[protocol_index(p)].increment(1);
     }
 
     /// `n` samples applied.
     pub fn samples(&self, p: Protocol, n: u64) {
         if n > 0 {
-            self.registry.increment_counter(
-                "abacus_ingest_samples",
-                &[("protocol", p.as_str())],
-                n,
-            );
+            self.pinned.samples[protocol_index(p)].increment(n);
         }
     }
 
     /// `n` rejects for `reason`.
     pub fn rejects(&self, p: Protocol, reason: &str, n: u64) {
-        if n > 0 {
-            self.registry.increment_counter(
+        if n == 0 {
+            return;
+        }
+        match self.pinned.rejects.get(&(p.as_str(), reason)) {
+            Some(c) => c.increment(n),
+            None => self.registry.increment_counter(
                 "abacus_ingest_rejects",
                 &[("protocol", p.as_str()), ("reason", reason)],
                 n,
-            );
+            ),
+        }
+    }
+
+    /// `open` TCP connections on `listener` now (set on each accept and close).
+    pub fn connections(&self, listener: &str, open: usize) {
+        match self.pinned.connections.get(listener) {
+            Some(g) => g.set(open as f64),
+            None => self.registry.set_gauge(
+                "abacus_connections",
+                &[("listener", listener)],
+                open as f64,
+            ),
+        }
+    }
+
+    /// A connection or request on `listener` cut off for `reason`.
+    pub fn connection_cut(&self, listener: &str, reason: &str) {
+        match self.pinned.cuts.get(&(listener, reason)) {
+            Some(c) => c.increment(1),
+            None => self.registry.increment_counter(
+                "abacus_connections_cut",
+                &[("listener", listener), ("reason", reason)],
+                1,
+            ),
         }
     }
 
@@ -125,12 +250,10 @@ impl Telemetry {
         self.registry
             .set_gauge("abacus_window_store_series", &[], store.series as f64);
         if refused > 0 {
-            self.registry
-                .increment_counter("abacus_series_refused", &[], refused);
+            self.pinned.series_refused.increment(refused);
         }
         if conflicts > 0 {
-            self.registry
-                .increment_counter("abacus_kind_conflicts", &[], conflicts);
+            self.pinned.kind_conflicts.increment(conflicts);
         }
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             self.runtime(&handle.metrics());
@@ -182,6 +305,10 @@ pub fn help(family: &str) -> Option<&'static str> {
             "Time to take a window's delta and feed the window store, in seconds."
         }
         "abacus_runtime_workers" => "Tokio worker threads.",
+        "abacus_connections" => "Open TCP connections per listener.",
+        "abacus_connections_cut" | "abacus_connections_cut_total" => {
+            "Connections or requests cut off by a header-read or request timeout."
+        }
         "abacus_runtime_alive_tasks" => "Tokio tasks alive.",
         "abacus_runtime_global_queue_depth" => "Tasks waiting in the Tokio global queue.",
         "abacus_runtime_busy_seconds" | "abacus_runtime_busy_seconds_total" => {

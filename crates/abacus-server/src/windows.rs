@@ -2,7 +2,7 @@
 //!
 //! A [`WindowSink`] receives every delta window from the flusher (one per window length)
 //! and appends one [`ClosedWindow`] to a ring per series. Memory is bounded: at most
-//! `max_series` series × `retention / window` windows each; a new series beyond
+//! `max_series` series × (`retention / window` + 2) windows each; a new series beyond
 //! `max_series` is refused (counted in [`StoreStats::refused_series`]), and a series with no
 //! window inside the retention is dropped. Histogram windows keep their
 //! [`HistogramSnapshot`] so windows and series can be merged at query time (quantiles of a
@@ -186,7 +186,12 @@ impl WindowStore {
     /// An empty store keeping `retention` worth of windows of length `window` for at most
     /// `max_series` series.
     pub fn new(window: Duration, retention: Duration, max_series: usize) -> WindowStore {
-        let per = (retention.as_millis() / window.as_millis().max(1)).max(1);
+        // The retention horizon is what trims rings; the count is only a memory backstop and
+        // must never bind before it: a retention holds `per + 1` windows whose end is inside
+        // it, +1 for close-time jitter. (A count cap of `per` trimmed busy series one window
+        // earlier than sparse ones, and the query's seam with SQLite, which takes windows
+        // before the oldest one in memory, then skipped that window for the busy series.)
+        let per = (retention.as_millis() / window.as_millis().max(1)).max(1) + 2;
         WindowStore {
             inner: Arc::new(RwLock::new(StoreInner {
                 windows_per_series: usize::try_from(per).unwrap_or(usize::MAX),
@@ -276,6 +281,35 @@ impl WindowStore {
             from,
             to,
         )
+    }
+
+    /// [`WindowStore::query`] and [`WindowStore::earliest_start`] read under one lock, so
+    /// a window close in between cannot trim the oldest window out of both the rows and
+    /// the SQLite range that starts where memory ends.
+    pub fn query_and_earliest(
+        &self,
+        name: &str,
+        filters: &[(String, String)],
+        from: Option<f64>,
+        to: Option<f64>,
+    ) -> (Vec<WindowRow>, Option<SystemTime>) {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(by_key) = inner.series.get(name) else {
+            return (Vec::new(), None);
+        };
+        let earliest = by_key
+            .values()
+            .filter_map(|r| r.ring.front().map(|w| w.start))
+            .min();
+        let rows = merge_windows(
+            by_key
+                .iter()
+                .flat_map(|(key, ring)| ring.ring.iter().map(move |w| (key, w))),
+            filters,
+            from,
+            to,
+        );
+        (rows, earliest)
     }
 
     /// Start of the oldest window held in memory for any series named `name`: windows
@@ -670,7 +704,8 @@ mod tests {
         assert_eq!(stats.series, 2);
         assert!(stats.refused_series > 0);
         for i in ["0", "1", "2"] {
-            assert!(st.query("c", &[("i".into(), i.into())], None, None).len() <= 3);
+            // 30 s / 10 s windows, + 2 (see `WindowStore::new`).
+            assert!(st.query("c", &[("i".into(), i.into())], None, None).len() <= 5);
         }
     }
 

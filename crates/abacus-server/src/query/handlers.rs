@@ -34,9 +34,13 @@ pub(crate) async fn metric_windows(
         WindowQuery::parse(&params).map_err(|e| ApiError::BadQuery(e.0))?;
     // Windows older than the oldest one memory holds come from SQLite (after a restart, or
     // beyond the in-memory retention); memory answers from there on, so none is repeated.
+    // Memory first, with its oldest window read under the same lock: a window closing
+    // while SQLite is queried cannot then drop out of both answers.
+    let (memory, before) = state
+        .windows()
+        .query_and_earliest(&name, &filters, from, to);
     let mut rows = Vec::new();
     if let Some(history) = state.sinks().and_then(|s| s.history()).cloned() {
-        let before = state.windows().earliest_start(&name);
         let (n, f) = (name.clone(), filters.clone());
         match tokio::task::spawn_blocking(move || history.query(&n, &f, from, to, before)).await {
             Ok(Ok(r)) => rows = r,
@@ -44,7 +48,7 @@ pub(crate) async fn metric_windows(
             Err(error) => tracing::warn!(%error, metric = %name, "Stored-window query failed"),
         }
     }
-    rows.extend(state.windows().query(&name, &filters, from, to));
+    rows.extend(memory);
     Ok(Json(rows))
 }
 

@@ -5,6 +5,7 @@
 mod access;
 mod common;
 mod hostile;
+mod limits;
 mod names;
 mod otlp;
 mod router;

@@ -276,8 +276,17 @@ async fn prometheus_exposition_parses_and_openmetrics_is_negotiated() {
     };
     assert!(matches!(find("hits_total").value, prometheus_parse::Value::Counter(v) if v == 3.0));
     assert!(matches!(find("temp").value, prometheus_parse::Value::Gauge(v) if v == 21.5));
+    // The server's own series exist from start-up for every protocol; this one is HTTP's.
+    let http_samples = scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "abacus_ingest_samples_total"
+                && s.labels.get("protocol") == Some("http_json")
+        })
+        .expect("abacus_ingest_samples_total{protocol=\"http_json\"}");
     assert!(matches!(
-        find("abacus_ingest_samples_total").value,
+        http_samples.value,
         prometheus_parse::Value::Counter(v) if v == 4.0
     ));
     match &find("latency").value {
