@@ -13,7 +13,7 @@
 //! already queued in every socket are drained before the tasks end.
 //!
 //! StatsD over TCP (off by default, `listen.statsd_tcp`) takes newline-delimited lines on
-//! long-lived connections, at most [`MAX_TCP_CONNECTIONS`] at a time (more are closed at
+//! long-lived connections, at most `limits.max_connections` at a time (more are closed at
 //! once and counted as `reason="too_many_connections"`). Complete lines are parsed in
 //! chunks as they arrive; a line longer than the parser's limit is skipped up to its
 //! newline and counted once as `line_too_long`; the last line needs no newline before the
@@ -45,9 +45,6 @@ pub const MAX_RECEIVERS: usize = 4;
 
 /// Datagrams a receiver takes from its socket before giving other tasks a turn.
 const BURST: usize = 64;
-
-/// Open StatsD TCP connections at most; more are closed and counted.
-pub const MAX_TCP_CONNECTIONS: usize = 1024;
 
 /// Binds a UDP socket with the requested receive buffer; returns it non-blocking, and the
 /// receive buffer size the kernel granted.
@@ -250,6 +247,7 @@ pub(crate) async fn run_tcp(
     state: AppState,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let max_connections = state.config().limits.max_connections.max(1);
     let mut conns = JoinSet::new();
     loop {
         if *shutdown.borrow() {
@@ -260,7 +258,7 @@ pub(crate) async fn run_tcp(
                 Ok((stream, _)) => {
                     // Reap finished connections so the count below is current.
                     while conns.try_join_next().is_some() {}
-                    if conns.len() >= MAX_TCP_CONNECTIONS {
+                    if conns.len() >= max_connections {
                         state.telemetry().rejects(Protocol::StatsdTcp, "too_many_connections", 1);
                         drop(stream);
                         continue;

@@ -67,7 +67,7 @@ impl Protocol {
 }
 
 /// Reject reasons that get a series at start-up (besides every StatsD parser reason).
-const KNOWN_REJECTS: [&str; 10] = [
+const KNOWN_REJECTS: [&str; 11] = [
     "unauthorized",
     "body",
     "content_type",
@@ -78,13 +78,15 @@ const KNOWN_REJECTS: [&str; 10] = [
     "too_many_sets",
     "too_many_set_members",
     "bad_histogram",
+    "too_many_connections",
 ];
 
-const PROTOCOLS: [Protocol; 4] = [
+const PROTOCOLS: [Protocol; 5] = [
     Protocol::HttpJson,
     Protocol::OtlpHttp,
     Protocol::OtlpGrpc,
     Protocol::Statsd,
+    Protocol::StatsdTcp,
 ];
 
 /// The server's own series, created at start-up and held by handles: they exist before any
@@ -93,8 +95,8 @@ const PROTOCOLS: [Protocol; 4] = [
 /// keeps them from idle eviction.
 #[derive(Debug)]
 struct Pinned {
-    requests: [abacus::Counter; 4],
-    samples: [abacus::Counter; 4],
+    requests: [abacus::Counter; 5],
+    samples: [abacus::Counter; 5],
     rejects: std::collections::HashMap<(&'static str, &'static str), abacus::Counter>,
     series_refused: abacus::Counter,
     kind_conflicts: abacus::Counter,
@@ -161,6 +163,7 @@ fn protocol_index(p: Protocol) -> usize {
         Protocol::OtlpHttp => 1,
         Protocol::OtlpGrpc => 2,
         Protocol::Statsd => 3,
+        Protocol::StatsdTcp => 4,
     }
 }
 

@@ -214,6 +214,10 @@ fn weights_adding_up_past_u64_saturate_instead_of_overflowing() {
     merged.merge(h);
     assert_eq!((merged.count, merged.zero_count), (u64::MAX, 6));
     let text = abacus::exposition::prometheus::render(&snap, &Default::default());
-    // The text format writes counts as floats: u64::MAX is 2^64 there.
-    assert!(text.contains("\nh_count 18446744073709552000\n"), "{text}");
+    // The text format writes counts as floats: u64::MAX is 2^64 there. With negative
+    // observations there is no `_count` (OpenMetrics), the `+Inf` bucket carries it.
+    assert!(
+        text.contains("\nh_bucket{le=\"+Inf\"} 18446744073709552000\n"),
+        "{text}"
+    );
 }

@@ -405,12 +405,13 @@ async fn sqlite_write_failures_are_counted_and_remote_write_still_gets_every_win
         async move { (sq.dropped_total() == 5).then_some(()) }
     })
     .await;
-    // Queries still answer: memory holds the last 2 windows (test_config), older ones come
-    // from SQLite, where window 1 is and the dropped windows 2..=4 are not.
+    // Queries still answer: memory holds the last 4 windows (retention / window + 2 with
+    // test_config), older ones come from SQLite, where window 1 is and the dropped window 2
+    // (no longer in memory) is not.
     let during = sums(&client, &srv.url("/metrics/req")).await;
     assert_eq!(
         during.iter().map(|r| r.1).collect::<Vec<_>>(),
-        vec![1.0, 5.0, 6.0]
+        vec![1.0, 3.0, 4.0, 5.0, 6.0]
     );
 
     conn.execute_batch("DROP TRIGGER fail_writes").unwrap();
