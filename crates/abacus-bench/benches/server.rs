@@ -132,8 +132,10 @@ fn json(c: &mut Criterion) {
 
 fn query(c: &mut Criterion) {
     let mut group = c.benchmark_group("server/query");
-    let mut config = Config::default();
-    config.retention_secs = 3_600;
+    let config = Config {
+        retention_secs: 3_600,
+        ..Config::default()
+    };
     let st = AppState::new(config).expect("valid config");
     let services: Vec<String> = (0..100).map(|i| format!("svc-{i:03}")).collect();
     for w in 0..360u64 {

@@ -29,6 +29,9 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start-up and moved into the chosen command: the size of the variants does
+// not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the aggregation daemon (HTTP API, OTLP HTTP/gRPC, StatsD).
