@@ -225,16 +225,32 @@ if not_ok:
     errors.append(f"{not_ok} load requests were not acknowledged (ingest must be unaffected)")
 mem = json.load(open(mem_file))
 mem_w = {w["start_ms"]: (w["end_ms"], w["sum"]) for w in mem}
-# The final window (closed by SIGTERM) is not in the memory list taken before it: add it
-# from SQLite/VM below.
+q = urllib.parse.urlencode({"match[]": "diskfault_load_total"})
+vs = []
+with urllib.request.urlopen(f"{vm}/api/v1/export?{q}", timeout=10) as r:
+    for line in r.read().decode().splitlines():
+        if line.strip():
+            s = json.loads(line); vs += list(zip(s["timestamps"], s["values"]))
+vs.sort()
+# The final window (closed by SIGTERM) is not in the memory list taken before it: take it
+# from SQLite, or, when SQLite dropped it (the disk stays read-only to the end), from
+# remote-write's cumulative series (its samples after the last window memory listed).
 sq = {s: (e, v) for s, e, v in h.sqlite_windows(db, "diskfault_load")}
 last_mem_end = max(e for e, _ in mem_w.values())
 final = {s: ev for s, ev in sq.items() if s >= last_mem_end}
+vm_at_mem_end = max((v for t, v in vs if t <= last_mem_end), default=0.0)
+vm_after = [(t, v) for t, v in vs if t > last_mem_end]
+if final:
+    final_sum = sum(v for _, v in final.values())
+    final_ends = [e for e, _ in final.values()]
+else:
+    final_sum = (vm_after[-1][1] - vm_at_mem_end) if vm_after else 0.0
+    final_ends = [t for t, _ in vm_after]
 missing = sorted(set(mem_w) - set(sq))
 wrong = [s for s in set(mem_w) & set(sq) if sq[s] != mem_w[s]]
-mem_total = sum(v for _, v in mem_w.values()) + sum(v for _, v in final.values())
+mem_total = sum(v for _, v in mem_w.values()) + final_sum
 print(f"load: {len(log)} requests, {acked:g} acknowledged, {not_ok} not")
-print(f"memory (query API): {len(mem_w)} windows, total {sum(v for _, v in mem_w.values()):g} (+ final window {sum(v for _, v in final.values()):g})")
+print(f"memory (query API): {len(mem_w)} windows, total {sum(v for _, v in mem_w.values()):g} (+ final window {final_sum:g}, from {'SQLite' if final else 'remote-write'})")
 print(f"sqlite: {len(sq)} windows stored, {len(missing)} missing, {len(wrong)} with a wrong sum; sink dropped counter {sq_dropped}")
 if mem_total != acked:
     errors.append(f"memory total {mem_total} != acknowledged {acked}")
@@ -249,14 +265,7 @@ if len(missing) > int(sq_dropped):
     errors.append(f"{len(missing)} windows missing in SQLite but only {sq_dropped} counted as dropped")
 if int(sq_dropped) == 0:
     errors.append("no SQLite window was dropped: the faults were not injected?")
-q = urllib.parse.urlencode({"match[]": "diskfault_load_total"})
-vs = []
-with urllib.request.urlopen(f"{vm}/api/v1/export?{q}", timeout=10) as r:
-    for line in r.read().decode().splitlines():
-        if line.strip():
-            s = json.loads(line); vs += list(zip(s["timestamps"], s["values"]))
-vs.sort()
-ends = sorted([e for e, _ in mem_w.values()] + [e for e, _ in final.values()])
+ends = sorted([e for e, _ in mem_w.values()] + final_ends)
 print(f"victoria-metrics: {len(vs)} samples, last cumulative {vs[-1][1] if vs else None}; remote_write dropped {rw_dropped}")
 if [t for t, _ in vs] != ends:
     errors.append(f"victoria-metrics timestamps != window ends ({len(vs)} vs {len(ends)})")
