@@ -5,6 +5,7 @@
 
 use abacus::Registry;
 use abacus_server::apply::Applier;
+use abacus_server::ingest::json::{JsonConfig, JsonIngestError, MAX_LISTED_ITEM_ERRORS};
 use abacus_server::ingest::{
     Limits, Sample, SampleValue, is_valid_label_name, is_valid_metric_name,
 };
@@ -105,6 +106,38 @@ pub fn apply_all(applier: &Applier, samples: &[Sample]) -> usize {
     let text = abacus::exposition::prometheus::render(&snap, &Default::default());
     check_exposition(&text);
     accepted
+}
+
+/// The JSON ingest targets (`POST /metrics`, `POST /latency`): `parse` on `data` (at most 64
+/// items) gives samples that keep the promises, never more than `max_items`, and apply
+/// without panicking; or an item error listing the first items in order; or a 400/413.
+pub fn check_json_body(
+    data: &[u8],
+    parse: fn(&[u8], &JsonConfig) -> Result<Vec<Sample>, JsonIngestError>,
+) {
+    let config = JsonConfig {
+        max_items: 64,
+        ..JsonConfig::default()
+    };
+    match parse(data, &config) {
+        Ok(samples) => {
+            assert!(
+                samples.len() <= config.max_items,
+                "{} samples",
+                samples.len()
+            );
+            for s in &samples {
+                check_sample(s, &config.limits);
+            }
+            apply_all(&fresh_applier(), &samples);
+        }
+        Err(JsonIngestError::InvalidItems { total, items }) => {
+            assert!(total >= 1 && total <= config.max_items);
+            assert_eq!(items.len(), total.min(MAX_LISTED_ITEM_ERRORS));
+            assert!(items.windows(2).all(|w| w[0].index < w[1].index));
+        }
+        Err(e) => assert!(matches!(e.status_code(), 400 | 413), "{e}"),
+    }
 }
 
 /// One sample line of the text exposition.
