@@ -27,27 +27,9 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-log() { printf '[storage-e2e %3ds] %s\n' "$((SECONDS - T0))" "$*" >&2; }
-fail() {
-    log "FAIL: $*"
-    for f in "$WORK"/*.log; do [ -f "$f" ] && { log "--- $f"; tail -n 25 "$f" >&2; }; done
-    exit 1
-}
-poll() {
-    local what="$1" secs="$2"; shift 2
-    local deadline=$((SECONDS + secs))
-    until "$@"; do
-        [ "$SECONDS" -lt "$deadline" ] || fail "timed out after ${secs}s waiting for $what"
-        sleep 0.3
-    done
-}
-forget_pid() {
-    local p="$1" i
-    for i in "${!PIDS[@]}"; do
-        if [ "${PIDS[$i]}" = "$p" ]; then unset 'PIDS[i]'; fi
-    done
-    return 0
-}
+TAG=storage-e2e
+# shellcheck source=../lib.sh
+source "$ROOT/tests/lib.sh"
 
 # ---------------------------------------------------------------- install
 if ! command -v victoria-metrics >/dev/null || ! command -v curl >/dev/null || ! python3 -m venv --help >/dev/null 2>&1; then

@@ -36,27 +36,10 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-log() { printf '[diskfault %3ds] %s\n' "$((SECONDS - T0))" "$*" >&2; }
-fail() {
-    log "FAIL: $*"
-    for f in "$WORK"/*.log; do [ -f "$f" ] && { log "--- $f"; tail -n 25 "$f" >&2; }; done
-    exit 1
-}
-poll() {
-    local what="$1" secs="$2"; shift 2
-    local deadline=$((SECONDS + secs))
-    until "$@"; do
-        [ "$SECONDS" -lt "$deadline" ] || fail "timed out after ${secs}s waiting for $what"
-        sleep 0.2
-    done
-}
-forget_pid() {
-    local p="$1" i
-    for i in "${!PIDS[@]}"; do
-        if [ "${PIDS[$i]}" = "$p" ]; then unset 'PIDS[i]'; fi
-    done
-    return 0
-}
+TAG=diskfault
+POLL_SLEEP=0.2
+# shellcheck source=../lib.sh
+source "$ROOT/tests/lib.sh"
 
 # ---------------------------------------------------------------- install
 if ! command -v victoria-metrics >/dev/null || ! command -v curl >/dev/null || ! command -v python3 >/dev/null; then
@@ -71,20 +54,7 @@ mkdir -p "$MNT"
 mount -t tmpfs -o size=64k tmpfs "$MNT" 2>/dev/null && umount "$MNT" \
     || fail "cannot mount a tmpfs (this script needs root with CAP_SYS_ADMIN)"
 
-if [ -n "${ABACUS_BIN:-}" ]; then
-    log "using $ABACUS_BIN (ABACUS_BIN set: no build)"
-    cp "$ABACUS_BIN" "$WORK/abacus"
-else
-    log "building abacus ($PROFILE)"
-    if [ "$PROFILE" = release ]; then
-        cargo build -q --release --manifest-path "$ROOT/Cargo.toml" -p abacus-cli
-    else
-        cargo build -q --manifest-path "$ROOT/Cargo.toml" -p abacus-cli
-    fi
-    # A private copy: the target dir may be shared with other checkouts building abacus.
-    cp "$TARGET/$PROFILE/abacus" "$WORK/abacus"
-fi
-ABACUS="$WORK/abacus"
+build_abacus
 
 read -r HTTP VM <<<"$("$PY" -c '
 import socket

@@ -33,27 +33,10 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-log() { printf '[kill9 %3ds] %s\n' "$((SECONDS - T0))" "$*" >&2; }
-fail() {
-    log "FAIL: $*"
-    for f in "$WORK"/*.log; do [ -f "$f" ] && { log "--- $f"; tail -n 25 "$f" >&2; }; done
-    exit 1
-}
-poll() {
-    local what="$1" secs="$2"; shift 2
-    local deadline=$((SECONDS + secs))
-    until "$@"; do
-        [ "$SECONDS" -lt "$deadline" ] || fail "timed out after ${secs}s waiting for $what"
-        sleep 0.1
-    done
-}
-forget_pid() {
-    local p="$1" i
-    for i in "${!PIDS[@]}"; do
-        if [ "${PIDS[$i]}" = "$p" ]; then unset 'PIDS[i]'; fi
-    done
-    return 0
-}
+TAG=kill9
+POLL_SLEEP=0.1
+# shellcheck source=../lib.sh
+source "$ROOT/tests/lib.sh"
 now() { date +%s.%N; }
 
 if ! command -v curl >/dev/null || ! command -v python3 >/dev/null; then
@@ -64,20 +47,7 @@ fi
 PY=python3
 H="$HERE/faults_helpers.py"
 
-if [ -n "${ABACUS_BIN:-}" ]; then
-    log "using $ABACUS_BIN (ABACUS_BIN set: no build)"
-    cp "$ABACUS_BIN" "$WORK/abacus"
-else
-    log "building abacus ($PROFILE)"
-    if [ "$PROFILE" = release ]; then
-        cargo build -q --release --manifest-path "$ROOT/Cargo.toml" -p abacus-cli
-    else
-        cargo build -q --manifest-path "$ROOT/Cargo.toml" -p abacus-cli
-    fi
-    # A private copy: the target dir may be shared with other checkouts building abacus.
-    cp "$TARGET/$PROFILE/abacus" "$WORK/abacus"
-fi
-ABACUS="$WORK/abacus"
+build_abacus
 
 HTTP="$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 DATA="$WORK/abacus-data"

@@ -43,27 +43,9 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-log() { printf '[slowstore %3ds] %s\n' "$((SECONDS - T0))" "$*" >&2; }
-fail() {
-    log "FAIL: $*"
-    for f in "$WORK"/*.log; do [ -f "$f" ] && { log "--- $f"; tail -n 25 "$f" >&2; }; done
-    exit 1
-}
-poll() {
-    local what="$1" secs="$2"; shift 2
-    local deadline=$((SECONDS + secs))
-    until "$@"; do
-        [ "$SECONDS" -lt "$deadline" ] || fail "timed out after ${secs}s waiting for $what"
-        sleep 0.3
-    done
-}
-forget_pid() {
-    local p="$1" i
-    for i in "${!PIDS[@]}"; do
-        if [ "${PIDS[$i]}" = "$p" ]; then unset 'PIDS[i]'; fi
-    done
-    return 0
-}
+TAG=slowstore
+# shellcheck source=../lib.sh
+source "$ROOT/tests/lib.sh"
 now() { date +%s.%N; }
 
 # ---------------------------------------------------------------- install
@@ -87,20 +69,7 @@ PY="$VENV/bin/python"
 H="$HERE/faults_helpers.py"
 SH="$ROOT/tests/e2e/storage_helpers.py"
 
-if [ -n "${ABACUS_BIN:-}" ]; then
-    log "using $ABACUS_BIN (ABACUS_BIN set: no build)"
-    cp "$ABACUS_BIN" "$WORK/abacus"
-else
-    log "building abacus ($PROFILE)"
-    if [ "$PROFILE" = release ]; then
-        cargo build -q --release --manifest-path "$ROOT/Cargo.toml" -p abacus-cli
-    else
-        cargo build -q --manifest-path "$ROOT/Cargo.toml" -p abacus-cli
-    fi
-    # A private copy: the target dir may be shared with other checkouts building abacus.
-    cp "$TARGET/$PROFILE/abacus" "$WORK/abacus"
-fi
-ABACUS="$WORK/abacus"
+build_abacus
 
 read -r HTTP VM DYN PVM PDYN <<<"$("$PY" -c '
 import socket
