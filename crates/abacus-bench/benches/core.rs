@@ -52,6 +52,14 @@ fn record(c: &mut Criterion) {
                 handles[op.service as usize].record(op.latency_ms);
             });
         });
+        let locals: Vec<_> = handles.iter().map(|h| h.local()).collect();
+        group.bench_function(format!("{}/local_handle", workload.name()), |b| {
+            b.iter(|| {
+                let op = inputs.ops[i & MASK];
+                i = i.wrapping_add(1);
+                locals[op.service as usize].record(op.latency_ms);
+            });
+        });
     }
     group.finish();
 }

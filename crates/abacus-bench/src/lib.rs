@@ -266,7 +266,7 @@ pub trait Target: Send + Sync {
 }
 
 /// Cached, pre-resolved series handles for one [`Target`].
-pub trait HandleSet: Send + Sync {
+pub trait HandleSet {
     /// Records one latency into the series for `services[idx]` (as passed to
     /// [`Target::handles`]).
     fn record(&self, idx: usize, latency_ms: u64);
@@ -322,7 +322,7 @@ pub fn run_by_name<T: Target>(target: &T, inputs: &Inputs, threads: usize, iters
 
 /// Like [`run_by_name`] but records through pre-resolved `handles` (created by
 /// `target.handles(&inputs.services)`).
-pub fn run_cached<H: HandleSet>(
+pub fn run_cached<H: HandleSet + Sync>(
     handles: &H,
     inputs: &Inputs,
     threads: usize,
@@ -494,14 +494,36 @@ mod tests {
     /// series, and the library's own read path sees every record.
     fn check_adapter<T: Target>(target: &T) {
         let inputs = Workload::Uniform100.inputs();
-        let handles = target.handles(&inputs.services);
-        let before: Vec<u64> = inputs
-            .services
-            .iter()
-            .map(|s| target.recorded_count(s).unwrap_or(0))
-            .collect();
+        // Handles are resolved on the thread that uses them, as the pool's workers do (some
+        // handle types are bound to their thread). Counts are read once both threads have
+        // their handles (resolving may record, e.g. to register a series).
+        let resolved = std::sync::Barrier::new(3);
+        let counted = std::sync::Barrier::new(3);
+        let before = std::thread::scope(|s| {
+            for t in 0..2 {
+                let (inputs, resolved, counted) = (&inputs, &resolved, &counted);
+                s.spawn(move || {
+                    let handles = target.handles(&inputs.services);
+                    resolved.wait();
+                    counted.wait();
+                    let mut i = Inputs::offset(t, 2);
+                    for _ in 0..1000 {
+                        let op = inputs.ops[i & SEQ_MASK];
+                        handles.record(op.service as usize, op.latency_ms);
+                        i = i.wrapping_add(1);
+                    }
+                });
+            }
+            resolved.wait();
+            let before: Vec<u64> = inputs
+                .services
+                .iter()
+                .map(|s| target.recorded_count(s).unwrap_or(0))
+                .collect();
+            counted.wait();
+            before
+        });
         let _ = run_by_name(target, &inputs, 2, 1000);
-        let _ = run_cached(&handles, &inputs, 2, 1000);
         target.maintain();
         let mut expected = before;
         for t in 0..2 {

@@ -1,5 +1,5 @@
 //! Tight recording loops for profilers (`perf record -e cpu-clock`, `valgrind
-//! --tool=callgrind`): `hotloop handle|latency|spread|spread-latency|snapshot N`.
+//! --tool=callgrind`): `hotloop handle|local|latency|spread|spread-latency|snapshot N`.
 use std::time::Instant;
 
 use abacus::Registry;
@@ -21,6 +21,16 @@ fn run_handle(registry: &Registry, n: u64) {
     }
 }
 
+/// One hot series through a thread-bound handle.
+#[inline(never)]
+fn run_local(registry: &Registry, n: u64) {
+    let h = registry.latency("hot").local();
+    let mut x = 0x9e37_79b9_u64;
+    for _ in 0..n {
+        h.record(1 + (xorshift(&mut x) & 1023));
+    }
+}
+
 /// One hot series by name.
 #[inline(never)]
 fn run_latency(registry: &Registry, n: u64) {
@@ -30,20 +40,44 @@ fn run_latency(registry: &Registry, n: u64) {
     }
 }
 
-/// 10,000 series, uniformly random access: memory-bound behaviour.
+/// 10,000 series (or the third argument), uniformly random access: memory-bound behaviour.
+/// With `ZIPF=1` in the environment, services are drawn Zipf(1.1) instead.
 #[inline(never)]
 fn run_spread(registry: &Registry, n: u64, by_name: bool) {
-    let names: Vec<String> = (0..10_000).map(|i| format!("svc-{i:05}")).collect();
+    let services: usize = std::env::args()
+        .nth(3)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let names: Vec<String> = (0..services).map(|i| format!("svc-{i:05}")).collect();
     let handles: Vec<_> = names.iter().map(|s| registry.latency(s)).collect();
     for (i, h) in handles.iter().enumerate() {
         h.record(1 + i as u64 % 100);
         registry.record_latency(&names[i], 1 + i as u64 % 100);
     }
     let mut x = 0x9e37_79b9_u64;
+    let zipf = std::env::var("ZIPF").is_ok_and(|v| v == "1");
+    // Zipf(1.1) by inverse CDF over a pre-drawn sequence, so the timed loop does not sample.
+    let cdf: Vec<f64> = (1..=services)
+        .scan(0.0, |acc, k| {
+            *acc += (k as f64).powf(-1.1);
+            Some(*acc)
+        })
+        .collect();
+    let seq: Vec<u32> = (0..65_536)
+        .map(|_| {
+            let r = xorshift(&mut x);
+            if zipf {
+                let u = (r >> 11) as f64 / (1u64 << 53) as f64 * cdf[services - 1];
+                cdf.partition_point(|&c| c < u).min(services - 1) as u32
+            } else {
+                (r % services as u64) as u32
+            }
+        })
+        .collect();
     let started = Instant::now();
-    for _ in 0..n {
+    for k in 0..n {
         let r = xorshift(&mut x);
-        let i = (r % 10_000) as usize;
+        let i = seq[k as usize & 65_535] as usize;
         if by_name {
             registry.record_latency(&names[i], 1 + (r >> 32) % 5000);
         } else {
@@ -114,6 +148,7 @@ fn main() {
     let registry = Registry::new();
     match mode.as_str() {
         "handle" => run_handle(&registry, n),
+        "local" => run_local(&registry, n),
         "latency" => run_latency(&registry, n),
         "spread" => run_spread(&registry, n, false),
         "spread-latency" => run_spread(&registry, n, true),

@@ -56,7 +56,7 @@ mod snapshot;
 mod sync;
 
 pub use error::{BuildError, SinkError};
-pub use handle::{Counter, Gauge, Histogram};
+pub use handle::{Counter, Gauge, Histogram, LocalHistogram};
 pub use histogram::HistogramSnapshot;
 pub use key::{Key, Label};
 pub use registry::{

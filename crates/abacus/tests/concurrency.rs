@@ -395,3 +395,113 @@ fn handles_on_the_global_overflow_series_are_counted_on_every_path() {
             .is_none()
     );
 }
+
+#[test]
+fn local_handles_by_name_and_send_handles_on_one_series_sum_exactly() {
+    let registry = Registry::new();
+    let handle = registry.latency("hot");
+    let per_thread = 200_000u64;
+    let barrier = Barrier::new(THREADS as usize);
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let (registry, handle, barrier) = (&registry, handle.clone(), &barrier);
+            s.spawn(move || {
+                // Each thread binds its own local handle, to the shared series and to one
+                // of its own, and mixes it with the other two paths into the same cell.
+                let local = handle.local();
+                let own = registry.latency(&format!("own-{t}")).local();
+                barrier.wait();
+                for i in 0..per_thread {
+                    local.record(i % 5000);
+                    own.record_n(i % 3, 2);
+                    if i % 4 == 0 {
+                        handle.record(1);
+                        registry.record_latency("hot", 2);
+                    }
+                }
+            });
+        }
+    });
+    let snap = registry.snapshot();
+    let h = snap.histogram("latency", &[("service", "hot")]).unwrap();
+    assert_eq!(h.count, THREADS * (per_thread + per_thread / 2));
+    let local_sum: u64 = (0..per_thread).map(|i| i % 5000).sum();
+    assert_eq!(h.sum as u64, THREADS * (local_sum + per_thread / 4 * 3));
+    assert_eq!((h.min, h.max), (0.0, 4999.0));
+    for t in 0..THREADS {
+        let own = snap
+            .histogram("latency", &[("service", &format!("own-{t}"))])
+            .unwrap();
+        assert_eq!(own.count, 2 * per_thread);
+        assert_eq!(
+            own.sum as u64,
+            2 * (0..per_thread).map(|i| i % 3).sum::<u64>()
+        );
+    }
+}
+
+#[test]
+fn local_handles_of_exited_threads_keep_their_data_and_shards_are_reused() {
+    let registry = Registry::new();
+    let handle = registry.latency("churn");
+    for round in 0..32u64 {
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                let handle = handle.clone();
+                s.spawn(move || {
+                    let local = handle.local();
+                    for _ in 0..1000 {
+                        local.record(round);
+                    }
+                });
+            }
+        });
+    }
+    let h = registry.snapshot();
+    let h = h.histogram("latency", &[("service", "churn")]).unwrap();
+    assert_eq!(h.count, 64_000);
+    assert_eq!(h.sum as u64, 2000 * (0..32).sum::<u64>());
+    assert!(registry.stats().shards <= 16, "{:?}", registry.stats());
+}
+
+#[test]
+fn record_latency_front_cache_never_confuses_names() {
+    let registry = Registry::new();
+    // One buffer, so every name is passed at the same address: the front cache's slot is
+    // the same and only the byte comparison tells the names apart.
+    let mut name = String::with_capacity(64);
+    let names = [
+        "a",
+        "b",
+        "ab",
+        "ba",
+        "api",
+        "apj",
+        "checkout-service",
+        "checkout-servicf",
+    ];
+    for round in 0..3u64 {
+        for (i, n) in names.iter().enumerate() {
+            name.clear();
+            name.push_str(n);
+            registry.record_latency(&name, 100 * round + i as u64 + 1);
+        }
+    }
+    // Many names at many addresses: slots collide and entries are replaced.
+    let many: Vec<String> = (0..2000).map(|i| format!("svc-{i}")).collect();
+    for _ in 0..3 {
+        for (i, n) in many.iter().enumerate() {
+            registry.record_latency(n, i as u64);
+        }
+    }
+    let snap = registry.snapshot();
+    for (i, n) in names.iter().enumerate() {
+        let h = snap.histogram("latency", &[("service", n)]).unwrap();
+        assert_eq!(h.count, 3, "{n}");
+        assert_eq!(h.sum as u64, 3 * (i as u64 + 1) + 300, "{n}");
+    }
+    for (i, n) in many.iter().enumerate() {
+        let h = snap.histogram("latency", &[("service", n)]).unwrap();
+        assert_eq!((h.count, h.sum as u64), (3, 3 * i as u64), "{n}");
+    }
+}

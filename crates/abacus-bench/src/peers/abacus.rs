@@ -1,5 +1,6 @@
 //! abacus itself, used the way its docs show: `record_latency(&str, ms)` by name, and
-//! `Registry::latency(service)` handles resolved once.
+//! `Registry::latency(service)` handles resolved once by each worker and bound to it with
+//! `Histogram::local()` (the harness resolves handles on the worker thread that uses them).
 
 use abacus::Registry;
 use abacus::exposition::prometheus::{RenderOptions, render};
@@ -62,7 +63,10 @@ impl Target for Abacus {
 
     fn handles(&self, services: &[String]) -> AbacusHandles {
         AbacusHandles {
-            handles: services.iter().map(|s| self.registry.latency(s)).collect(),
+            handles: services
+                .iter()
+                .map(|s| self.registry.latency(s).local())
+                .collect(),
         }
     }
 
@@ -74,10 +78,10 @@ impl Target for Abacus {
     }
 }
 
-/// Pre-resolved `abacus::Histogram` handles.
+/// Pre-resolved handles, bound to the worker thread that resolved them.
 #[derive(Debug)]
 pub struct AbacusHandles {
-    handles: Vec<abacus::Histogram>,
+    handles: Vec<abacus::LocalHistogram>,
 }
 
 impl HandleSet for AbacusHandles {

@@ -285,8 +285,9 @@ impl AtomicHistogram {
         if v == 0 {
             bump::<SHARED>(&self.zero, n);
         } else {
-            // Integers >= 1 are always in range: position = index + 2^scale >= 0.
-            let p = (self.table().index_u64(v) - self.base) as usize;
+            // Integers >= 1 are always in range: position = index + 2^scale >= 0, which is
+            // `index - base` in the `U64` domain (`base = -2^scale`).
+            let p = self.table().position_u64(v);
             // Always in range for integers: no clamp needed (the bounds check stays, it is
             // one well-predicted branch).
             let len = self.group_len as usize;

@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::rc::Rc;
 use std::sync::{Arc, Weak};
 
 use std::hash::{Hash, Hasher};
@@ -68,6 +69,61 @@ impl Hash for ServiceKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
         hash_service(self.0.as_bytes(), state);
     }
+}
+
+/// Longest name the front table holds (inline, so a hit reads no other memory).
+pub(crate) const RECENT_NAME: usize = 23;
+
+/// One entry of the `record_latency` front table: a copy of the name, inline, and this
+/// shard's cell of its series.
+#[derive(Debug)]
+pub(crate) struct Recent {
+    len: u8,
+    name: [u8; RECENT_NAME],
+    cell: CellRef,
+}
+
+impl Recent {
+    /// This entry's cell when it caches `service` and the series was not evicted.
+    #[inline(always)]
+    fn cell_for(&self, service: &str) -> Option<&CellRef> {
+        let b = service.as_bytes();
+        let n = usize::from(self.len);
+        (n == b.len() && short_eq(&self.name[..n.min(RECENT_NAME)], b) && !self.cell.is_retired())
+            .then_some(&self.cell)
+    }
+}
+
+/// An empty front table, built on the heap: an 8 KiB array built on the stack would make
+/// every caller's frame large enough to need stack probes.
+#[cold]
+#[inline(never)]
+fn new_recent_table() -> Box<[Option<Recent>; RECENT_LEN]> {
+    let slots: Box<[Option<Recent>]> = (0..RECENT_LEN).map(|_| None).collect();
+    slots.try_into().expect("RECENT_LEN slots")
+}
+
+/// Entries of the [`LocalShard::recent`] table.
+pub(crate) const RECENT_LEN: usize = 256;
+
+/// Slot of `service` in the front table: one multiply over the words the byte comparison
+/// loads anyway (first and last 8 bytes, the middle ones for longer names, the length).
+/// Unseeded and weak on purpose: a collision only sends a lookup on to the seeded map.
+#[inline(always)]
+pub(crate) fn recent_slot(service: &str) -> usize {
+    let b = service.as_bytes();
+    let n = b.len();
+    let le32 = |at: usize| u64::from(u32::from_le_bytes(word::<4>(b, at)));
+    let le64 = |at: usize| u64::from_le_bytes(word::<8>(b, at));
+    let w = match n {
+        0 => 0,
+        1..=3 => u64::from(b[0]) | u64::from(b[n / 2]) << 8 | u64::from(b[n - 1]) << 16,
+        4..=7 => le32(0) | le32(n - 4) << 32,
+        8..=16 => le64(0) ^ le64(n - 8).rotate_left(29),
+        _ => le64(0) ^ le64(n - 8).rotate_left(29) ^ le64(n / 2 - 4).rotate_left(43),
+    };
+    let h = (w ^ n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (h >> (64 - RECENT_LEN.trailing_zeros())) as usize
 }
 
 /// Feeds a service name to the (seeded) hasher as at most two words plus its length. For
@@ -143,16 +199,43 @@ fn short_eq(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
+/// A thread's ownership of one shard id of a registry. The id goes back to the pool when
+/// the last holder is dropped: the thread's [`LocalShard`] and any
+/// [`LocalHistogram`](crate::LocalHistogram) of that thread. `Rc`, so every holder stays on
+/// the owning thread: the shard's cells keep a single writer even while a thread's
+/// thread-local storage is being torn down and a `LocalHistogram` outlives its `LocalShard`.
+#[derive(Debug)]
+pub(crate) struct ShardLease {
+    registry: Weak<Inner>,
+    pub(crate) shard: usize,
+}
+
+impl Drop for ShardLease {
+    fn drop(&mut self) {
+        if let Some(inner) = self.registry.upgrade() {
+            IdPool::release(&inner.shards, self.shard);
+        }
+    }
+}
+
 /// One thread's view of one registry.
 #[derive(Debug)]
 pub(crate) struct LocalShard {
     registry_id: u64,
     registry: Weak<Inner>,
     pub(crate) shard: usize,
+    /// This thread's ownership of `shard`, shared with its `LocalHistogram`s.
+    pub(crate) lease: Rc<ShardLease>,
     /// The registry's eviction epoch when the caches were last swept.
     epoch: u64,
     /// `record_latency` cache: service name to this shard's cell.
     pub(crate) latency: HashMap<ServiceKey, CellRef, foldhash::fast::RandomState>,
+    /// Direct-mapped front cache of `latency`, indexed by [`recent_slot`]: a hit costs one
+    /// byte comparison of the name instead of hashing it and probing the map. Allocated on
+    /// the first `record_latency` (8 KiB).
+    pub(crate) recent: Option<Box<[Option<Recent>; RECENT_LEN]>>,
+    /// Misses that found their front slot taken (see [`LocalShard::remember`]).
+    displacements: u32,
     /// By-name cache for every other series.
     pub(crate) keyed: HashMap<Key, CellRef, BuildKeyHasher>,
     /// Handle cache indexed by series slot; an entry is valid when its cell's `series_id`
@@ -161,6 +244,75 @@ pub(crate) struct LocalShard {
 }
 
 impl LocalShard {
+    /// The front-cache entry for `service` in `slot` (its [`recent_slot`]), if it holds
+    /// that service's live cell.
+    #[inline(always)]
+    pub(crate) fn recent_cell(&self, service: &str, slot: usize) -> Option<&CellRef> {
+        let slots = self.recent.as_deref()?;
+        slots[slot & (RECENT_LEN - 1)].as_ref()?.cell_for(service)
+    }
+
+    /// Puts `cell` for `service` in the front table (`recent`) after a miss: always into an
+    /// empty slot, but over another entry only on every 8th such miss, so that a long tail
+    /// of rare services does not keep pushing the frequent ones out (and misses stay cheap).
+    /// Names longer than [`RECENT_NAME`] bytes are not kept.
+    #[inline]
+    fn remember(
+        recent: &mut Option<Box<[Option<Recent>; RECENT_LEN]>>,
+        displacements: &mut u32,
+        service: &str,
+        cell: &CellRef,
+        slot: usize,
+    ) {
+        let b = service.as_bytes();
+        if b.len() > RECENT_NAME {
+            return;
+        }
+        let slots = recent.get_or_insert_with(new_recent_table);
+        let slot = &mut slots[slot & (RECENT_LEN - 1)];
+        if slot.is_some() {
+            *displacements = displacements.wrapping_add(1);
+            if *displacements % 8 != 0 {
+                return;
+            }
+        }
+        let mut name = [0; RECENT_NAME];
+        name[..b.len()].copy_from_slice(b);
+        *slot = Some(Recent {
+            len: b.len() as u8,
+            name,
+            cell: cell.clone(),
+        });
+    }
+
+    /// Records into the cell the per-thread map holds for `service` and makes it the front
+    /// entry of `slot`; `false` when the map has no live cell for it.
+    #[inline]
+    pub(crate) fn record_from_map(&mut self, service: &str, slot: usize, v: u64) -> bool {
+        let Some(c) = self.latency.get(&ServiceRef(service)) else {
+            return false;
+        };
+        if c.is_retired() {
+            self.latency.remove(&ServiceRef(service));
+            return false;
+        }
+        c.observe_u64::<false>(v, 1);
+        Self::remember(&mut self.recent, &mut self.displacements, service, c, slot);
+        true
+    }
+
+    /// Caches `cell` for `service` in the map and the front table.
+    pub(crate) fn cache_latency(&mut self, service: &str, cell: CellRef, slot: usize) {
+        Self::remember(
+            &mut self.recent,
+            &mut self.displacements,
+            service,
+            &cell,
+            slot,
+        );
+        self.latency.insert(ServiceKey::new(service), cell);
+    }
+
     /// Drops cached cells of evicted series when the registry evicted something since the
     /// last sweep, so the collector can free them.
     #[inline]
@@ -171,6 +323,11 @@ impl LocalShard {
         if epoch != self.epoch {
             self.epoch = epoch;
             self.latency.retain(|_, c| !c.is_retired());
+            for e in self.recent.iter_mut().flat_map(|r| r.iter_mut()) {
+                if e.as_ref().is_some_and(|e| e.cell.is_retired()) {
+                    *e = None;
+                }
+            }
             self.keyed.retain(|_, c| !c.is_retired());
             for e in &mut self.by_slot {
                 if e.as_ref().is_some_and(|c| c.is_retired()) {
@@ -184,12 +341,12 @@ impl LocalShard {
 impl Drop for LocalShard {
     fn drop(&mut self) {
         // Drop the cell references first so a retired cell can be freed by the collector.
+        self.recent = None;
         self.latency.clear();
         self.keyed.clear();
         self.by_slot.clear();
-        if let Some(inner) = self.registry.upgrade() {
-            IdPool::release(&inner.shards, self.shard);
-        }
+        // `lease` is dropped after this: the shard id goes back to the pool once no
+        // `LocalHistogram` of this thread holds it any more.
     }
 }
 
@@ -268,13 +425,20 @@ fn switch(set: &mut LocalSet, inner: &Arc<Inner>) {
         None => {
             // Forget shards of registries that no longer exist.
             set.others.retain(|s| s.registry.strong_count() > 0);
+            let shard = IdPool::acquire(&inner.shards);
             LocalShard {
                 registry_id: inner.id,
                 registry: Arc::downgrade(inner),
-                shard: IdPool::acquire(&inner.shards),
+                shard,
+                lease: Rc::new(ShardLease {
+                    registry: Arc::downgrade(inner),
+                    shard,
+                }),
                 // Relaxed: see `sweep_if_evicted`.
                 epoch: inner.evict_epoch.load(Ordering::Relaxed),
                 latency: HashMap::default(),
+                recent: None,
+                displacements: 0,
                 keyed: HashMap::default(),
                 by_slot: Vec::new(),
             }
@@ -285,7 +449,40 @@ fn switch(set: &mut LocalSet, inner: &Arc<Inner>) {
 
 #[cfg(test)]
 mod tests {
-    use super::short_eq;
+    use super::{LOCAL, short_eq};
+    use crate::Registry;
+    use crate::sync;
+
+    /// A local handle keeps its shard reserved after the thread's `LocalShard` is gone (as
+    /// when thread-local storage is torn down in an unlucky order), and gives it back when
+    /// it is dropped.
+    #[test]
+    fn a_local_handle_holds_its_shard_past_the_thread_local_storage() {
+        let registry = Registry::new();
+        let handle = registry.latency("x");
+        let inner = registry.inner.clone();
+        std::thread::spawn(move || {
+            let local = handle.local();
+            local.record(1);
+            let shard = LOCAL.with(|l| l.borrow_mut().current.take()).unwrap();
+            let id = shard.shard;
+            drop(shard);
+            let free = |id| sync::lock(&inner.shards).free.iter().any(|r| r.0 == id);
+            assert!(!free(id), "released while a local handle holds it");
+            local.record(2);
+            drop(local);
+            assert!(free(id), "not released after the last holder");
+        })
+        .join()
+        .unwrap();
+        let snap = registry.snapshot();
+        assert_eq!(
+            snap.histogram("latency", &[("service", "x")])
+                .unwrap()
+                .count,
+            2
+        );
+    }
 
     #[test]
     fn short_eq_agrees_with_slice_equality() {

@@ -31,7 +31,8 @@ use hashbrown::HashMap;
 pub use cell::MetricKind;
 pub(crate) use cell::{Cell, CellRef};
 pub(crate) use collect::Collector;
-use local::{IdPool, ServiceKey, ServiceRef, thread_tag, with_local};
+pub(crate) use local::ShardLease;
+use local::{IdPool, LocalShard, thread_tag, with_local};
 pub(crate) use series::Series;
 
 use crate::error::BuildError;
@@ -271,30 +272,41 @@ impl Registry {
     pub fn record_latency(&self, service: &str, latency_ms: u64) {
         let inner = &self.inner;
         let done = with_local(inner, |local| {
-            if let Some(c) = local.latency.get(&ServiceRef(service)) {
-                if !c.is_retired() {
-                    c.observe_u64::<false>(latency_ms, 1);
-                    return true;
-                }
-                local.latency.remove(&ServiceRef(service));
+            let slot = local::recent_slot(service);
+            match local.recent_cell(service, slot) {
+                Some(c) => c.observe_u64::<false>(latency_ms, 1),
+                None => self.record_latency_miss(local, service, slot, latency_ms),
             }
-            let labels = [("service", service)];
-            let key = KeyRef::new(&inner.config.latency_metric, &labels);
-            if let Some((cell, cacheable)) =
-                self.local_cell(local.shard, key, MetricKind::Histogram, Unit::Milliseconds)
-            {
-                cell.observe_u64::<false>(latency_ms, 1);
-                if cacheable {
-                    local.latency.insert(ServiceKey::new(service), cell);
-                }
-            }
-            true
         });
         if done.is_none() {
             let labels = [("service", service)];
             let key = KeyRef::new(&inner.config.latency_metric, &labels);
             if let Some(r) = self.resolve(key, MetricKind::Histogram, Unit::Milliseconds, false) {
                 r.series.shared().observe_u64::<true>(latency_ms, 1);
+            }
+        }
+    }
+
+    /// `record_latency` when the front cache misses: the per-thread map, then the registry.
+    #[inline(never)]
+    fn record_latency_miss(
+        &self,
+        local: &mut LocalShard,
+        service: &str,
+        slot: usize,
+        latency_ms: u64,
+    ) {
+        if local.record_from_map(service, slot, latency_ms) {
+            return;
+        }
+        let labels = [("service", service)];
+        let key = KeyRef::new(&self.inner.config.latency_metric, &labels);
+        if let Some((cell, cacheable)) =
+            self.local_cell(local.shard, key, MetricKind::Histogram, Unit::Milliseconds)
+        {
+            cell.observe_u64::<false>(latency_ms, 1);
+            if cacheable {
+                local.cache_latency(service, cell, slot);
             }
         }
     }
@@ -682,6 +694,29 @@ impl HandleTarget {
 }
 
 impl HandleTarget {
+    /// This thread's cell of the series, with the lease that keeps its shard owned by this
+    /// thread while the caller holds it. `None` when the thread-local storage is gone (the
+    /// thread is exiting) or borrowed.
+    pub(crate) fn thread_cell(&self) -> Option<(CellRef, std::rc::Rc<local::ShardLease>)> {
+        let series = &self.series;
+        with_local(&self.registry, |local| {
+            let cell = match local.by_slot.get(series.slot) {
+                Some(Some(c)) if c.series_id == series.id => c.clone(),
+                _ => {
+                    // `None` only for an evicted series, which a live handle prevents.
+                    let cell = series.cell(local.shard, self.registry.config.scale)?;
+                    if local.by_slot.len() <= series.slot {
+                        local.by_slot.resize(series.slot + 1, None);
+                    }
+                    local.by_slot[series.slot] = Some(cell.clone());
+                    cell
+                }
+            };
+            Some((cell, local.lease.clone()))
+        })
+        .flatten()
+    }
+
     /// Sum of the series' scalar cells (integer counters).
     pub(crate) fn scalar_total(&self) -> u64 {
         let cells = sync::read(&self.series.cells);
