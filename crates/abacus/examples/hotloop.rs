@@ -1,5 +1,5 @@
 //! Tight recording loops for profilers (`perf record -e cpu-clock`, `valgrind
-//! --tool=callgrind`): `hotloop handle|latency|spread|spread-latency|snapshot N`.
+//! --tool=callgrind`): `hotloop handle|latency|spread|spread-latency|snapshot|render N`.
 use std::time::Instant;
 
 use abacus::Registry;
@@ -105,6 +105,46 @@ fn run_snapshot(registry: &Registry, n: u32) {
     );
 }
 
+/// 10,000 series x 100 samples from one thread (the `render` bench's shape), then `n`
+/// cumulative snapshots, delta snapshots and Prometheus renders, timed separately.
+#[inline(never)]
+fn run_render(registry: &Registry, n: u32) {
+    use abacus::exposition::prometheus::{RenderOptions, render};
+    let names: Vec<String> = (0..10_000).map(|i| format!("svc-{i:05}")).collect();
+    let handles: Vec<_> = names.iter().map(|s| registry.latency(s)).collect();
+    let mut x = 0x9e37_79b9_u64;
+    for _ in 0..100 {
+        for h in &handles {
+            let r = xorshift(&mut x);
+            let g: f64 = (0..4)
+                .map(|k| ((r >> (k * 16)) & 0xffff) as f64 / 65536.0)
+                .sum();
+            h.record((50.0 * ((g - 2.0) * 2.1).exp()).clamp(1.0, 10_000.0) as u64);
+        }
+    }
+    let opts = RenderOptions {
+        integer_buckets: (0..15).map(|e| f64::from(1u32 << e)).collect(),
+        ..RenderOptions::default()
+    };
+    let started = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(registry.snapshot());
+    }
+    println!("{:?} per cumulative snapshot", started.elapsed() / n);
+    let snap = registry.snapshot();
+    let started = Instant::now();
+    let mut len = 0;
+    for _ in 0..n {
+        len += std::hint::black_box(render(&snap, &opts)).len();
+    }
+    println!("{:?} per render ({len} bytes)", started.elapsed() / n);
+    let started = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(registry.delta());
+    }
+    println!("{:?} per delta snapshot", started.elapsed() / n);
+}
+
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_else(|| "handle".into());
     let n: u64 = std::env::args()
@@ -118,6 +158,7 @@ fn main() {
         "spread" => run_spread(&registry, n, false),
         "spread-latency" => run_spread(&registry, n, true),
         "snapshot" => run_snapshot(&registry, n as u32),
+        "render" => run_render(&registry, n as u32),
         "latency2" | "handle2" => {
             // Two threads, same series: compare with one thread's time for `n`.
             let started = Instant::now();
