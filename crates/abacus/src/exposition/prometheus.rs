@@ -191,9 +191,8 @@ fn write_count(out: &mut String, n: u64) {
             break;
         }
     }
-    for &d in &buf[i..] {
-        out.push(char::from(d));
-    }
+    // ASCII digits: always valid UTF-8.
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
 }
 
 /// A sample line's value.
@@ -281,6 +280,8 @@ impl<'a> Classic<'a> {
 struct Scratch<'a> {
     classic: Vec<((bool, Unit), Classic<'a>)>,
     counts: Vec<u64>,
+    /// `<name>_bucket{<labels>,` of the series being written.
+    bucket: String,
 }
 
 fn write_histogram<'a>(
@@ -325,8 +326,23 @@ fn write_histogram<'a>(
         let counts = &mut scratch.counts;
         counts.clear();
         h.count_le_indexed(classic.bounds, classic.index(h.scale), counts);
+        // The text before `le` is the same on every bucket line of the series.
+        let bucket = &mut scratch.bucket;
+        bucket.clear();
+        bucket.push_str(name);
+        bucket.push_str("_bucket");
+        if labels.is_empty() {
+            bucket.push('{');
+        } else {
+            bucket.push_str(labels);
+            bucket.push(',');
+        }
         for (le, &n) in classic.le.iter().zip(counts.iter()) {
-            write_sample(out, name, "_bucket", labels, Some(le), Sample::Count(n));
+            out.push_str(bucket);
+            out.push_str(le);
+            out.push(' ');
+            write_count(out, n);
+            out.push('\n');
         }
     }
     write_sample(
@@ -403,6 +419,7 @@ pub fn render(snapshot: &Snapshot, opts: &RenderOptions) -> String {
     let mut scratch = Scratch {
         classic: Vec::new(),
         counts: Vec::new(),
+        bucket: String::new(),
     };
     for &slot in by_name.values() {
         let (name, series) = &families[slot];
