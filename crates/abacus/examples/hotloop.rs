@@ -1,5 +1,5 @@
 //! Tight recording loops for profilers (`perf record -e cpu-clock`, `valgrind
-//! --tool=callgrind`): `hotloop handle|local|latency|spread|spread-latency|snapshot N`.
+//! --tool=callgrind`): `hotloop handle|local|latency|spread|spread-latency|snapshot|render N`.
 use std::time::Instant;
 
 use abacus::Registry;
@@ -90,6 +90,34 @@ fn run_spread(registry: &Registry, n: u64, by_name: bool) {
     );
 }
 
+/// Nanoseconds this thread has spent on a CPU (`/proc/thread-self/schedstat`; 0 elsewhere).
+fn cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs `f` `n` times; the fastest and the median run, in wall-clock time and in on-CPU
+/// time (the machine is shared: on-CPU time leaves out the waits for a core).
+fn timed(n: u32, mut f: impl FnMut()) -> String {
+    let mut wall = Vec::new();
+    let mut cpu = Vec::new();
+    for _ in 0..n.max(1) {
+        let (started, c0) = (Instant::now(), cpu_ns());
+        f();
+        cpu.push(std::time::Duration::from_nanos(cpu_ns() - c0));
+        wall.push(started.elapsed());
+    }
+    wall.sort();
+    cpu.sort();
+    let mid = wall.len() / 2;
+    format!(
+        "wall min {:?} median {:?}, cpu min {:?} median {:?}",
+        wall[0], wall[mid], cpu[0], cpu[mid]
+    )
+}
+
 /// 10,000 series x 2 shards x 100 log-normal samples (median 50 ms), then `n` snapshots.
 #[inline(never)]
 fn run_snapshot(registry: &Registry, n: u32) {
@@ -111,31 +139,73 @@ fn run_snapshot(registry: &Registry, n: u32) {
             });
         }
     });
-    let started = Instant::now();
-    for _ in 0..n {
-        std::hint::black_box(registry.snapshot());
-    }
     println!(
-        "{:?} per cumulative snapshot of 10k series",
-        started.elapsed() / n
+        "cumulative snapshot of 10k series: {}",
+        timed(n, || drop(std::hint::black_box(registry.snapshot())))
     );
     let snap = registry.snapshot();
-    let started = Instant::now();
     let mut acc = 0.0;
-    for _ in 0..n {
-        for s in &snap.series {
-            if let Some(h) = s.histogram() {
-                acc += h
-                    .quantiles(&[0.5, 0.95, 0.99])
-                    .iter()
-                    .flatten()
-                    .sum::<f64>();
+    println!(
+        "p50/p95/p99 of 10k series: {}",
+        timed(n, || {
+            for s in &snap.series {
+                if let Some(h) = s.histogram() {
+                    acc += h
+                        .quantiles(&[0.5, 0.95, 0.99])
+                        .iter()
+                        .flatten()
+                        .sum::<f64>();
+                }
             }
+        })
+    );
+    std::hint::black_box(acc);
+    println!(
+        "delta snapshot of 10k series: {}",
+        timed(n, || drop(std::hint::black_box(registry.delta())))
+    );
+}
+
+/// 10,000 series x 100 samples from one thread (the `render` bench's shape), then `n`
+/// cumulative snapshots, renders of one snapshot and delta snapshots, timed separately.
+#[inline(never)]
+fn run_render(registry: &Registry, n: u32) {
+    use abacus::exposition::prometheus::{RenderOptions, render};
+    let names: Vec<String> = (0..10_000).map(|i| format!("svc-{i:05}")).collect();
+    let handles: Vec<_> = names.iter().map(|s| registry.latency(s)).collect();
+    let mut x = 0x9e37_79b9_u64;
+    for _ in 0..100 {
+        for h in &handles {
+            let r = xorshift(&mut x);
+            let g: f64 = (0..4)
+                .map(|k| ((r >> (k * 16)) & 0xffff) as f64 / 65536.0)
+                .sum();
+            h.record((50.0 * ((g - 2.0) * 2.1).exp()).clamp(1.0, 10_000.0) as u64);
         }
     }
+    let opts = RenderOptions {
+        integer_buckets: (0..15).map(|e| f64::from(1u32 << e)).collect(),
+        ..RenderOptions::default()
+    };
     println!(
-        "{:?} per p50/p95/p99 of 10k series ({acc})",
-        started.elapsed() / n
+        "cumulative snapshot: {}",
+        timed(n, || drop(std::hint::black_box(registry.snapshot())))
+    );
+    let snap = registry.snapshot();
+    println!(
+        "render: {} ({} bytes)",
+        timed(n, || drop(std::hint::black_box(render(&snap, &opts)))),
+        render(&snap, &opts).len()
+    );
+    println!(
+        "snapshot + render: {}",
+        timed(n, || {
+            drop(std::hint::black_box(render(&registry.snapshot(), &opts)))
+        })
+    );
+    println!(
+        "delta snapshot: {}",
+        timed(n, || drop(std::hint::black_box(registry.delta())))
     );
 }
 
@@ -153,6 +223,7 @@ fn main() {
         "spread" => run_spread(&registry, n, false),
         "spread-latency" => run_spread(&registry, n, true),
         "snapshot" => run_snapshot(&registry, n as u32),
+        "render" => run_render(&registry, n as u32),
         "latency2" | "handle2" => {
             // Two threads, same series: compare with one thread's time for `n`.
             let started = Instant::now();

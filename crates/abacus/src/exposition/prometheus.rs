@@ -21,7 +21,7 @@
 //! assert_eq!(text, "# TYPE requests_total counter\nrequests_total{path=\"/a\\\"b\"} 3\n");
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
 use crate::histogram::HistogramSnapshot;
@@ -132,17 +132,35 @@ fn family_name(s: &SeriesSnapshot, prefix: &str) -> String {
     name
 }
 
-/// `{a="1",b="2"` without the closing brace, or empty.
-fn label_prefix(s: &SeriesSnapshot) -> String {
-    let mut out = String::new();
+/// Whether `raw` is already a valid label name that [`label_name`] returns unchanged.
+fn label_name_is_clean(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    match b.first() {
+        Some(c) if c.is_ascii_alphabetic() || *c == b'_' => {}
+        _ => return false,
+    }
+    !raw.starts_with("__") && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+}
+
+/// Writes `{a="1",b="2"` (without the closing brace, nothing without labels) into `out`,
+/// replacing its contents.
+fn label_prefix_into(s: &SeriesSnapshot, out: &mut String) {
+    out.clear();
     for (i, (k, v)) in s.key.labels().iter().enumerate() {
         out.push(if i == 0 { '{' } else { ',' });
-        out.push_str(&label_name(k));
+        if label_name_is_clean(k) {
+            out.push_str(k);
+        } else {
+            out.push_str(&label_name(k));
+        }
         out.push_str("=\"");
-        escape_label_value(v, &mut out);
+        if v.bytes().any(|c| matches!(c, b'\\' | b'"' | b'\n')) {
+            escape_label_value(v, out);
+        } else {
+            out.push_str(v);
+        }
         out.push('"');
     }
-    out
 }
 
 fn write_float(out: &mut String, v: f64) {
@@ -155,96 +173,256 @@ fn write_float(out: &mut String, v: f64) {
     }
 }
 
+/// Writes the count `n` as the text `write_float(n as f64)` gives: below 2^53 the `f64` is
+/// the integer itself and `Display` prints its digits, so they are written directly.
+fn write_count(out: &mut String, n: u64) {
+    if n >= 1 << 53 {
+        write_float(out, n as f64);
+        return;
+    }
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // ASCII digits: always valid UTF-8.
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+}
+
+/// A sample line's value.
+enum Sample {
+    Count(u64),
+    Float(f64),
+}
+
+/// Writes `name suffix {labels[,extra]} value\n`. `labels` is the output of
+/// [`label_prefix_into`]; `extra` is a ready `k="v"}` label (the closing brace included).
 fn write_sample(
     out: &mut String,
     name: &str,
     suffix: &str,
     labels: &str,
-    extra: Option<(&str, &str)>,
-    value: f64,
+    extra: Option<&str>,
+    value: Sample,
 ) {
     out.push_str(name);
     out.push_str(suffix);
     match (labels.is_empty(), extra) {
         (true, None) => {}
-        (true, Some((k, v))) => {
-            let _ = write!(out, "{{{k}=\"{v}\"}}");
+        (true, Some(e)) => {
+            out.push('{');
+            out.push_str(e);
         }
         (false, None) => {
             out.push_str(labels);
             out.push('}');
         }
-        (false, Some((k, v))) => {
+        (false, Some(e)) => {
             out.push_str(labels);
-            let _ = write!(out, ",{k}=\"{v}\"}}");
+            out.push(',');
+            out.push_str(e);
         }
     }
     out.push(' ');
-    write_float(out, value);
+    match value {
+        Sample::Count(n) => write_count(out, n),
+        Sample::Float(v) => write_float(out, v),
+    }
     out.push('\n');
 }
 
-fn write_histogram(
+/// `le="<b>"}` for a boundary `b` already in base units.
+fn le_label(b: f64) -> String {
+    let mut le = String::from("le=\"");
+    write_float(&mut le, b);
+    le.push_str("\"}");
+    le
+}
+
+/// Classic boundaries of one (value kind, unit) pair, prepared once per render: the `le`
+/// label of each boundary and, per scale met, the exponential bucket each boundary falls in.
+struct Classic<'a> {
+    bounds: &'a [f64],
+    le: Vec<String>,
+    index: Vec<(i8, Vec<i32>)>,
+}
+
+impl<'a> Classic<'a> {
+    fn new(bounds: &'a [f64], unit: Unit) -> Self {
+        let to_base = unit.to_base();
+        Classic {
+            bounds,
+            le: bounds.iter().map(|b| le_label(b * to_base)).collect(),
+            index: Vec::new(),
+        }
+    }
+
+    fn index(&mut self, scale: i8) -> &[i32] {
+        let at = match self.index.iter().position(|(s, _)| *s == scale) {
+            Some(at) => at,
+            None => {
+                let idx = HistogramSnapshot::bound_indexes(scale, self.bounds);
+                self.index.push((scale, idx));
+                self.index.len() - 1
+            }
+        };
+        &self.index[at].1
+    }
+}
+
+/// Per-render state reused across series.
+struct Scratch<'a> {
+    classic: Vec<((bool, Unit), Classic<'a>)>,
+    counts: Vec<u64>,
+    /// `<name>_bucket{<labels>,` of the series being written.
+    bucket: String,
+}
+
+fn write_histogram<'a>(
     out: &mut String,
     name: &str,
     labels: &str,
     h: &HistogramSnapshot,
     unit: Unit,
-    bounds: &[f64],
+    bounds: &'a [f64],
+    scratch: &mut Scratch<'a>,
 ) {
-    let to_base = unit.to_base();
     // With negative observations, the boundaries mirrored below zero come first and there
     // is no `_sum`/`_count` (the `+Inf` bucket is the count): OpenMetrics forbids a negative
     // sum without negative buckets, any sum with them (it would not be a counter), and a
     // count without a sum; strict parsers refuse all three.
     let negative = h.count > 0 && h.min < 0.0;
-    let mirrored: Vec<f64>;
-    let bounds = if negative {
-        mirrored = bounds
+    if negative {
+        let to_base = unit.to_base();
+        let mirrored: Vec<f64> = bounds
             .iter()
             .rev()
             .filter(|b| **b > 0.0)
             .map(|b| -b)
             .chain(bounds.iter().copied())
             .collect();
-        &mirrored[..]
+        for (b, n) in mirrored.iter().zip(h.count_le_many(&mirrored)) {
+            let le = le_label(b * to_base);
+            write_sample(out, name, "_bucket", labels, Some(&le), Sample::Count(n));
+        }
     } else {
-        bounds
-    };
-    let counts = h.count_le_many(bounds);
-    let mut le = String::new();
-    for (b, n) in bounds.iter().zip(counts) {
-        le.clear();
-        write_float(&mut le, b * to_base);
-        write_sample(out, name, "_bucket", labels, Some(("le", &le)), n as f64);
+        let key = (h.integers, unit);
+        let at = match scratch.classic.iter().position(|(k, _)| *k == key) {
+            Some(at) => at,
+            None => {
+                scratch.classic.push((key, Classic::new(bounds, unit)));
+                scratch.classic.len() - 1
+            }
+        };
+        let classic = &mut scratch.classic[at].1;
+        // Same options for every histogram of a kind: the slice is the one cached.
+        debug_assert!(std::ptr::eq(classic.bounds, bounds));
+        let counts = &mut scratch.counts;
+        counts.clear();
+        h.count_le_indexed(classic.bounds, classic.index(h.scale), counts);
+        // The text before `le` is the same on every bucket line of the series.
+        let bucket = &mut scratch.bucket;
+        bucket.clear();
+        bucket.push_str(name);
+        bucket.push_str("_bucket");
+        if labels.is_empty() {
+            bucket.push('{');
+        } else {
+            bucket.push_str(labels);
+            bucket.push(',');
+        }
+        for (le, &n) in classic.le.iter().zip(counts.iter()) {
+            out.push_str(bucket);
+            out.push_str(le);
+            out.push(' ');
+            write_count(out, n);
+            out.push('\n');
+        }
     }
     write_sample(
         out,
         name,
         "_bucket",
         labels,
-        Some(("le", "+Inf")),
-        h.count as f64,
+        Some("le=\"+Inf\"}"),
+        Sample::Count(h.count),
     );
     if !negative {
-        write_sample(out, name, "_sum", labels, None, h.sum * to_base);
-        write_sample(out, name, "_count", labels, None, h.count as f64);
+        let to_base = unit.to_base();
+        write_sample(
+            out,
+            name,
+            "_sum",
+            labels,
+            None,
+            Sample::Float(h.sum * to_base),
+        );
+        write_sample(out, name, "_count", labels, None, Sample::Count(h.count));
+    }
+}
+
+/// Bytes a series' lines take, roughly (to size the output once).
+fn estimate(s: &SeriesSnapshot, name_len: usize, opts: &RenderOptions) -> usize {
+    let labels: usize = s
+        .key
+        .labels()
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 4)
+        .sum();
+    let line = name_len + labels + 16;
+    match &s.value {
+        Value::Histogram(h) => {
+            let bounds = if h.integers {
+                opts.integer_buckets.len()
+            } else {
+                opts.float_buckets.len()
+            };
+            (bounds + 3) * (line + 24)
+        }
+        _ => line + 24,
     }
 }
 
 /// Renders a snapshot (normally cumulative: Prometheus expects counters since start).
 pub fn render(snapshot: &Snapshot, opts: &RenderOptions) -> String {
     // Group by sanitised family name so each family's samples are contiguous and its TYPE
-    // line appears once, even when two raw names sanitise to the same family.
-    let mut families: BTreeMap<String, Vec<&SeriesSnapshot>> = BTreeMap::new();
+    // line appears once, even when two raw names sanitise to the same family. The family
+    // name is computed once per (raw name, unit, counter or not), not once per series.
+    type RawFamily<'s> = (&'s str, Unit, bool);
+    let mut by_raw: HashMap<RawFamily<'_>, usize, foldhash::fast::RandomState> = HashMap::default();
+    let mut by_name: BTreeMap<String, usize> = BTreeMap::new();
+    let mut families: Vec<(String, Vec<&SeriesSnapshot>)> = Vec::new();
+    let mut capacity = 16;
     for s in &snapshot.series {
-        families
-            .entry(family_name(s, &opts.prefix))
-            .or_default()
-            .push(s);
+        let counter = matches!(s.value, Value::Counter(_) | Value::FloatCounter(_));
+        let slot = *by_raw
+            .entry((s.key.name(), s.unit, counter))
+            .or_insert_with(|| {
+                let name = family_name(s, &opts.prefix);
+                *by_name.entry(name.clone()).or_insert_with(|| {
+                    families.push((name, Vec::new()));
+                    families.len() - 1
+                })
+            });
+        let family = &mut families[slot];
+        capacity += estimate(s, family.0.len(), opts);
+        family.1.push(s);
     }
-    let mut out = String::with_capacity(snapshot.series.len() * 128);
-    for (name, series) in &families {
+    let mut out = String::with_capacity(capacity);
+    let mut labels = String::new();
+    let mut scratch = Scratch {
+        classic: Vec::new(),
+        counts: Vec::new(),
+        bucket: String::new(),
+    };
+    for &slot in by_name.values() {
+        let (name, series) = &families[slot];
         let kind = match series[0].value {
             Value::Counter(_) | Value::FloatCounter(_) => "counter",
             Value::Gauge(_) => "gauge",
@@ -257,16 +435,16 @@ pub fn render(snapshot: &Snapshot, opts: &RenderOptions) -> String {
         };
         let _ = writeln!(out, "# TYPE {type_name} {kind}");
         for s in series {
-            let labels = label_prefix(s);
+            label_prefix_into(s, &mut labels);
             match &s.value {
                 Value::Counter(n) if kind == "counter" => {
-                    write_sample(&mut out, name, "_total", &labels, None, *n as f64)
+                    write_sample(&mut out, name, "_total", &labels, None, Sample::Count(*n))
                 }
                 Value::FloatCounter(x) if kind == "counter" => {
-                    write_sample(&mut out, name, "_total", &labels, None, *x)
+                    write_sample(&mut out, name, "_total", &labels, None, Sample::Float(*x))
                 }
                 Value::Gauge(v) if kind == "gauge" => {
-                    write_sample(&mut out, name, "", &labels, None, *v)
+                    write_sample(&mut out, name, "", &labels, None, Sample::Float(*v))
                 }
                 Value::Histogram(h) if kind == "histogram" => {
                     let bounds = if h.integers {
@@ -274,7 +452,7 @@ pub fn render(snapshot: &Snapshot, opts: &RenderOptions) -> String {
                     } else {
                         &opts.float_buckets
                     };
-                    write_histogram(&mut out, name, &labels, h, s.unit, bounds);
+                    write_histogram(&mut out, name, &labels, h, s.unit, bounds, &mut scratch);
                 }
                 // A series whose kind differs from its family's first series would make the
                 // family invalid; skip it (the registry refuses such kind conflicts anyway,
@@ -287,4 +465,344 @@ pub fn render(snapshot: &Snapshot, opts: &RenderOptions) -> String {
         out.push_str("# EOF\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    //! The renderer against the previous one, kept here verbatim as the reference: the
+    //! output must be byte for byte the same.
+
+    use super::*;
+    use crate::key::Key;
+    use crate::registry::MetricKind;
+    use proptest::prelude::*;
+
+    mod reference {
+        use super::super::{Format, RenderOptions, escape_label_value, label_name, metric_name};
+        use crate::histogram::HistogramSnapshot;
+        use crate::snapshot::{SeriesSnapshot, Snapshot, Unit, Value};
+        use std::collections::BTreeMap;
+        use std::fmt::Write;
+
+        fn family_name(s: &SeriesSnapshot, prefix: &str) -> String {
+            let mut name = metric_name(&format!("{prefix}{}", s.key.name()));
+            if let Some(suffix) = s.unit.prometheus_suffix() {
+                if !name.ends_with(suffix) {
+                    name.push('_');
+                    name.push_str(suffix);
+                }
+            }
+            if matches!(s.value, Value::Counter(_) | Value::FloatCounter(_)) {
+                if let Some(stripped) = name.strip_suffix("_total") {
+                    name = stripped.to_owned();
+                }
+            }
+            name
+        }
+
+        /// `{a="1",b="2"` without the closing brace, or empty.
+        fn label_prefix(s: &SeriesSnapshot) -> String {
+            let mut out = String::new();
+            for (i, (k, v)) in s.key.labels().iter().enumerate() {
+                out.push(if i == 0 { '{' } else { ',' });
+                out.push_str(&label_name(k));
+                out.push_str("=\"");
+                escape_label_value(v, &mut out);
+                out.push('"');
+            }
+            out
+        }
+
+        fn write_float(out: &mut String, v: f64) {
+            if v.is_nan() {
+                out.push_str("NaN");
+            } else if v.is_infinite() {
+                out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+            } else {
+                let _ = write!(out, "{v}");
+            }
+        }
+
+        fn write_sample(
+            out: &mut String,
+            name: &str,
+            suffix: &str,
+            labels: &str,
+            extra: Option<(&str, &str)>,
+            value: f64,
+        ) {
+            out.push_str(name);
+            out.push_str(suffix);
+            match (labels.is_empty(), extra) {
+                (true, None) => {}
+                (true, Some((k, v))) => {
+                    let _ = write!(out, "{{{k}=\"{v}\"}}");
+                }
+                (false, None) => {
+                    out.push_str(labels);
+                    out.push('}');
+                }
+                (false, Some((k, v))) => {
+                    out.push_str(labels);
+                    let _ = write!(out, ",{k}=\"{v}\"}}");
+                }
+            }
+            out.push(' ');
+            write_float(out, value);
+            out.push('\n');
+        }
+
+        fn write_histogram(
+            out: &mut String,
+            name: &str,
+            labels: &str,
+            h: &HistogramSnapshot,
+            unit: Unit,
+            bounds: &[f64],
+        ) {
+            let to_base = unit.to_base();
+            // With negative observations, the boundaries mirrored below zero come first and there
+            // is no `_sum`/`_count` (the `+Inf` bucket is the count): OpenMetrics forbids a negative
+            // sum without negative buckets, any sum with them (it would not be a counter), and a
+            // count without a sum; strict parsers refuse all three.
+            let negative = h.count > 0 && h.min < 0.0;
+            let mirrored: Vec<f64>;
+            let bounds = if negative {
+                mirrored = bounds
+                    .iter()
+                    .rev()
+                    .filter(|b| **b > 0.0)
+                    .map(|b| -b)
+                    .chain(bounds.iter().copied())
+                    .collect();
+                &mirrored[..]
+            } else {
+                bounds
+            };
+            let counts = h.count_le_many(bounds);
+            let mut le = String::new();
+            for (b, n) in bounds.iter().zip(counts) {
+                le.clear();
+                write_float(&mut le, b * to_base);
+                write_sample(out, name, "_bucket", labels, Some(("le", &le)), n as f64);
+            }
+            write_sample(
+                out,
+                name,
+                "_bucket",
+                labels,
+                Some(("le", "+Inf")),
+                h.count as f64,
+            );
+            if !negative {
+                write_sample(out, name, "_sum", labels, None, h.sum * to_base);
+                write_sample(out, name, "_count", labels, None, h.count as f64);
+            }
+        }
+
+        /// Renders a snapshot (normally cumulative: Prometheus expects counters since start).
+        pub(super) fn render(snapshot: &Snapshot, opts: &RenderOptions) -> String {
+            // Group by sanitised family name so each family's samples are contiguous and its TYPE
+            // line appears once, even when two raw names sanitise to the same family.
+            let mut families: BTreeMap<String, Vec<&SeriesSnapshot>> = BTreeMap::new();
+            for s in &snapshot.series {
+                families
+                    .entry(family_name(s, &opts.prefix))
+                    .or_default()
+                    .push(s);
+            }
+            let mut out = String::with_capacity(snapshot.series.len() * 128);
+            for (name, series) in &families {
+                let kind = match series[0].value {
+                    Value::Counter(_) | Value::FloatCounter(_) => "counter",
+                    Value::Gauge(_) => "gauge",
+                    Value::Histogram(_) => "histogram",
+                };
+                let type_name = if kind == "counter" && opts.format == Format::Text004 {
+                    format!("{name}_total")
+                } else {
+                    name.clone()
+                };
+                let _ = writeln!(out, "# TYPE {type_name} {kind}");
+                for s in series {
+                    let labels = label_prefix(s);
+                    match &s.value {
+                        Value::Counter(n) if kind == "counter" => {
+                            write_sample(&mut out, name, "_total", &labels, None, *n as f64)
+                        }
+                        Value::FloatCounter(x) if kind == "counter" => {
+                            write_sample(&mut out, name, "_total", &labels, None, *x)
+                        }
+                        Value::Gauge(v) if kind == "gauge" => {
+                            write_sample(&mut out, name, "", &labels, None, *v)
+                        }
+                        Value::Histogram(h) if kind == "histogram" => {
+                            let bounds = if h.integers {
+                                &opts.integer_buckets
+                            } else {
+                                &opts.float_buckets
+                            };
+                            write_histogram(&mut out, name, &labels, h, s.unit, bounds);
+                        }
+                        // A series whose kind differs from its family's first series would make the
+                        // family invalid; skip it (the registry refuses such kind conflicts anyway,
+                        // this only happens when two raw names sanitise to one family).
+                        _ => {}
+                    }
+                }
+            }
+            if opts.format == Format::OpenMetrics {
+                out.push_str("# EOF\n");
+            }
+            out
+        }
+    }
+
+    const NAMES: [&str; 8] = [
+        "latency",
+        "requests_total",
+        "9lives",
+        "a.b-c",
+        "",
+        "latency_seconds",
+        "x:y",
+        "é",
+    ];
+    const LABEL_NAMES: [&str; 6] = ["service", "__meta", "a.b", "0x", "le_", "Ünï"];
+    const LABEL_VALUES: [&str; 6] = ["api", "we\"ird", "back\\slash", "new\nline", "", "ünï"];
+
+    fn histogram(values: &[i64], float: bool, big: bool) -> HistogramSnapshot {
+        let r = crate::Registry::new();
+        for &v in values {
+            if float {
+                r.record_f64("h", &[], v as f64 / 16.0);
+            } else {
+                r.record("h", &[], v.unsigned_abs());
+            }
+        }
+        let mut h = r
+            .snapshot()
+            .histogram("h", &[])
+            .cloned()
+            .unwrap_or_else(|| HistogramSnapshot::empty(4, !float));
+        if big {
+            // Counts past 2^53, where the text is the `f64`'s.
+            for b in &mut h.positive {
+                b.1 = b.1.saturating_mul(1 << 53).saturating_add(7);
+            }
+            h.count = h
+                .positive
+                .iter()
+                .chain(&h.negative)
+                .fold(h.zero_count, |a, b| a.saturating_add(b.1));
+        }
+        h
+    }
+
+    fn value() -> impl Strategy<Value = (MetricKind, Value)> {
+        prop_oneof![
+            prop_oneof![any::<u64>(), 0u64..1000]
+                .prop_map(|n| (MetricKind::Counter, Value::Counter(n))),
+            any::<f64>().prop_map(|x| (MetricKind::FloatCounter, Value::FloatCounter(x))),
+            prop_oneof![any::<f64>(), -10.0f64..10.0]
+                .prop_map(|x| (MetricKind::Gauge, Value::Gauge(x))),
+            (
+                prop::collection::vec(prop_oneof![-5000i64..5000, 0i64..100], 0..200),
+                any::<bool>(),
+                prop::bool::weighted(0.1)
+            )
+                .prop_map(|(vs, float, big)| {
+                    let kind = if float {
+                        MetricKind::FloatHistogram
+                    } else {
+                        MetricKind::Histogram
+                    };
+                    (kind, Value::Histogram(histogram(&vs, float, big)))
+                }),
+        ]
+    }
+
+    fn series() -> impl Strategy<Value = SeriesSnapshot> {
+        (
+            0..NAMES.len(),
+            prop::collection::vec((0..LABEL_NAMES.len(), 0..LABEL_VALUES.len()), 0..3),
+            0..4usize,
+            value(),
+        )
+            .prop_map(|(name, labels, unit, (kind, value))| {
+                let labels: Vec<(&str, &str)> = labels
+                    .iter()
+                    .map(|&(k, v)| (LABEL_NAMES[k], LABEL_VALUES[v]))
+                    .collect();
+                SeriesSnapshot {
+                    key: Key::new(NAMES[name], &labels),
+                    kind,
+                    unit: [Unit::None, Unit::Milliseconds, Unit::Seconds, Unit::Bytes][unit],
+                    value,
+                }
+            })
+    }
+
+    fn options() -> impl Strategy<Value = RenderOptions> {
+        (
+            prop_oneof![
+                Just(RenderOptions::default().integer_buckets),
+                prop::collection::vec(
+                    prop_oneof![
+                        1.0f64..10_000.0,
+                        (0u32..20).prop_map(|e| f64::from(1u32 << e))
+                    ],
+                    0..20
+                ),
+            ],
+            prop_oneof![
+                Just(RenderOptions::default().float_buckets),
+                prop::collection::vec(-100.0f64..100.0, 0..20),
+            ],
+            any::<bool>(),
+            prop_oneof![
+                Just(String::new()),
+                Just("app_".to_owned()),
+                Just("9.x".to_owned())
+            ],
+        )
+            .prop_map(|(mut integer_buckets, mut float_buckets, om, prefix)| {
+                integer_buckets.sort_by(f64::total_cmp);
+                float_buckets.sort_by(f64::total_cmp);
+                RenderOptions {
+                    integer_buckets,
+                    float_buckets,
+                    format: if om {
+                        Format::OpenMetrics
+                    } else {
+                        Format::Text004
+                    },
+                    prefix,
+                }
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        #[test]
+        fn output_is_the_reference_output(
+            series in prop::collection::vec(series(), 0..12),
+            opts in options(),
+        ) {
+            let snapshot = Snapshot {
+                start: std::time::SystemTime::UNIX_EPOCH,
+                end: std::time::SystemTime::UNIX_EPOCH,
+                series,
+            };
+            prop_assert_eq!(render(&snapshot, &opts), reference::render(&snapshot, &opts));
+        }
+
+        #[test]
+        fn counts_are_written_as_their_f64(n in prop_oneof![any::<u64>(), 0u64..1 << 54, (1u64 << 53) - 3..(1u64 << 53) + 3]) {
+            let mut fast = String::new();
+            write_count(&mut fast, n);
+            prop_assert_eq!(fast, format!("{}", n as f64));
+        }
+    }
 }

@@ -371,9 +371,9 @@ impl AtomicHistogram {
         acc.max_key = acc.max_key.max(max);
         let (positive, negative) = self.signs();
         for (sign, groups) in [positive, negative].into_iter().enumerate() {
-            // Gather the allocated groups first, then read them a cache line at a time
-            // *across* groups: the loads of different groups are independent, so their cache
-            // misses overlap instead of being paid one group after another.
+            // Gather the allocated groups first, then read them together (see `add_groups`):
+            // the loads of different groups are independent, so their cache misses overlap
+            // instead of being paid one group after another.
             let mut present: [(usize, &[AtomicU64]); 8] = [(0, &[]); 8];
             let mut n = 0;
             for (g, group) in groups.iter().enumerate() {
@@ -391,23 +391,35 @@ impl AtomicHistogram {
     }
 }
 
-/// Adds the counters of `groups` (group index, counters) into `dense`, line by line across
-/// the groups (see `read_into`).
+/// Adds the counters of `groups` (group index, counters) into `dense`.
+///
+/// Two passes, for memory-level parallelism: the groups are cold (one collection reads
+/// megabytes), so the first pass reads one counter per cache line of every group (the
+/// first of each 8 and the last; a group's allocation need not be line-aligned), which
+/// puts all their misses in flight at once with little work between them; the second
+/// pass reads the other counters, now cached. Each counter is still read exactly once.
 fn add_groups(groups: &[(usize, &[AtomicU64])], dense: &mut [u64]) {
     const LINE: usize = 8;
     let Some(&(_, first)) = groups.first() else {
         return;
     };
     let len = first.len();
-    for line in (0..len).step_by(LINE) {
-        for &(g, group) in groups {
-            let start = g * len + line;
-            let end = (line + LINE).min(len);
-            for (slot, counter) in dense[start..start + (end - line)]
-                .iter_mut()
-                .zip(&group[line..end])
-            {
-                // Relaxed: monotone counter, read for its value only.
+    let last = len - 1;
+    for &(g, group) in groups {
+        let dense = &mut dense[g * len..(g + 1) * len];
+        for line in (0..last).step_by(LINE) {
+            // Relaxed: monotone counter, read for its value only.
+            dense[line] += group[line].load(Ordering::Relaxed);
+        }
+        // Relaxed: as above.
+        dense[last] += group[last].load(Ordering::Relaxed);
+    }
+    for &(g, group) in groups {
+        let dense = &mut dense[g * len..(g + 1) * len];
+        for line in (0..last).step_by(LINE) {
+            let end = (line + LINE).min(last);
+            for (slot, counter) in dense[line + 1..end].iter_mut().zip(&group[line + 1..end]) {
+                // Relaxed: as above.
                 *slot += counter.load(Ordering::Relaxed);
             }
         }

@@ -69,6 +69,11 @@ pub(crate) struct RawHistogram {
     pub(crate) dense: [Vec<u64>; 2],
     /// Bit `g` set when group `g` of that sign holds counts.
     pub(crate) touched: [u64; 2],
+    /// Scratch for one sign's sparse list, as long as a sign's dense array: the touched
+    /// groups are written into it without a branch per slot (see [`Self::gather`]).
+    sparse: Vec<(i32, u64)>,
+    /// Scratch for one sign's delta list.
+    delta: Vec<(i32, u64)>,
 }
 
 /// Cumulative totals kept by the collector to compute the next delta.
@@ -102,6 +107,8 @@ impl RawHistogram {
             group_len,
             dense: [vec![0; groups * group_len], vec![0; neg]],
             touched: [0, 0],
+            sparse: vec![(0, 0); groups * group_len],
+            delta: Vec::new(),
         }
     }
 
@@ -114,39 +121,41 @@ impl RawHistogram {
         self.max_key = 0;
     }
 
+    /// Writes the non-zero slots of `sign`'s touched groups into the scratch list, in index
+    /// order, and returns how many there are; with `clear`, also zeroes those groups and
+    /// their touched bits. Every slot is written and the length advances only past non-zero
+    /// ones: no branch per slot (the zero/non-zero pattern of sparse data is unpredictable).
+    fn gather(&mut self, sign: usize, clear: bool) -> usize {
+        let mut touched = self.touched[sign];
+        if clear {
+            self.touched[sign] = 0;
+        }
+        let (base, len) = (self.base, self.group_len);
+        let dense = &mut self.dense[sign];
+        let out = &mut self.sparse[..];
+        let mut n = 0;
+        while touched != 0 {
+            let start = touched.trailing_zeros() as usize * len;
+            touched &= touched - 1;
+            let group = &mut dense[start..start + len];
+            for (off, &count) in group.iter().enumerate() {
+                out[n] = (base + (start + off) as i32, count);
+                n += usize::from(count != 0);
+            }
+            if clear {
+                group.fill(0);
+            }
+        }
+        n
+    }
+
     /// Takes the accumulated buckets as sorted sparse lists (clearing them) together with
     /// the scalar totals.
     pub(crate) fn totals(&mut self) -> HistogramTotals {
-        let mut lists = [Vec::new(), Vec::new()];
-        for (sign, list) in lists.iter_mut().enumerate() {
-            let mut touched = std::mem::take(&mut self.touched[sign]);
-            let mut nonzero = 0;
-            let mut t = touched;
-            while t != 0 {
-                let start = t.trailing_zeros() as usize * self.group_len;
-                t &= t - 1;
-                nonzero += self.dense[sign][start..start + self.group_len]
-                    .iter()
-                    .filter(|&&n| n != 0)
-                    .count();
-            }
-            list.reserve_exact(nonzero);
-            while touched != 0 {
-                let g = touched.trailing_zeros() as usize;
-                touched &= touched - 1;
-                let start = g * self.group_len;
-                for (off, slot) in self.dense[sign][start..start + self.group_len]
-                    .iter_mut()
-                    .enumerate()
-                {
-                    if *slot != 0 {
-                        list.push((self.base + (start + off) as i32, *slot));
-                        *slot = 0;
-                    }
-                }
-            }
-        }
-        let [positive, negative] = lists;
+        let n = self.gather(0, true);
+        let positive = self.sparse[..n].to_vec();
+        let n = self.gather(1, true);
+        let negative = self.sparse[..n].to_vec();
         HistogramTotals {
             zero: self.zero,
             sum_u64: self.sum_u64,
@@ -154,6 +163,41 @@ impl RawHistogram {
             positive,
             negative,
         }
+    }
+
+    /// The accumulated totals minus `prev` (as [`HistogramTotals::minus`]), replacing `prev`
+    /// with the accumulated totals and clearing the buckets. `prev`'s lists are refilled in
+    /// place, so a series whose bucket count did not grow needs no allocation, and an idle
+    /// series (empty delta) none at all.
+    pub(crate) fn delta_into(&mut self, prev: &mut HistogramTotals) -> HistogramTotals {
+        let mut lists = [Vec::new(), Vec::new()];
+        for (sign, delta) in lists.iter_mut().enumerate() {
+            let n = self.gather(sign, true);
+            let now = &self.sparse[..n];
+            let before = if sign == 0 {
+                &mut prev.positive
+            } else {
+                &mut prev.negative
+            };
+            self.delta.clear();
+            subtract_into(now, before, &mut self.delta);
+            // Exact size: snapshots can be held (a flush queue), so no slack.
+            *delta = self.delta.to_vec();
+            before.clear();
+            before.extend_from_slice(now);
+        }
+        let [positive, negative] = lists;
+        let delta = HistogramTotals {
+            zero: self.zero.saturating_sub(prev.zero),
+            sum_u64: self.sum_u64.wrapping_sub(prev.sum_u64),
+            sum_f64: self.sum_f64 - prev.sum_f64,
+            positive,
+            negative,
+        };
+        prev.zero = self.zero;
+        prev.sum_u64 = self.sum_u64;
+        prev.sum_f64 = self.sum_f64;
+        delta
     }
 
     /// Builds a snapshot of `totals` (cumulative or delta) with the extremes read into `self`.
@@ -208,6 +252,12 @@ impl HistogramTotals {
 
 fn subtract(now: &[(i32, u64)], before: &[(i32, u64)]) -> Vec<(i32, u64)> {
     let mut out = Vec::new();
+    subtract_into(now, before, &mut out);
+    out
+}
+
+/// Appends the non-zero `now - before` of every bucket of `now` to `out`.
+fn subtract_into(now: &[(i32, u64)], before: &[(i32, u64)], out: &mut Vec<(i32, u64)>) {
     let mut j = 0;
     for &(i, n) in now {
         while j < before.len() && before[j].0 < i {
@@ -223,7 +273,6 @@ fn subtract(now: &[(i32, u64)], before: &[(i32, u64)]) -> Vec<(i32, u64)> {
             out.push((i, d));
         }
     }
-    out
 }
 
 fn merge_sorted(a: &[(i32, u64)], b: &[(i32, u64)]) -> Vec<(i32, u64)> {
@@ -297,25 +346,37 @@ impl HistogramSnapshot {
         if self.count == 0 {
             return out;
         }
-        let mut order: Vec<usize> = (0..qs.len())
-            .filter(|&i| (0.0..=1.0).contains(&qs[i]))
-            .collect();
-        order.sort_by(|&a, &b| qs[a].total_cmp(&qs[b]));
-        let ranks: Vec<u64> = order
-            .iter()
-            .map(|&i| ((qs[i] * self.count as f64).ceil() as u64).clamp(1, self.count))
-            .collect();
+        // The usual handful of quantiles are ordered on the stack (no allocation).
+        let mut small = [0usize; 8];
+        let mut large = Vec::new();
+        let order: &mut [usize] = if qs.len() <= small.len() {
+            &mut small[..qs.len()]
+        } else {
+            large.resize(qs.len(), 0);
+            &mut large
+        };
+        let mut len = 0;
+        for (i, q) in qs.iter().enumerate() {
+            if (0.0..=1.0).contains(q) {
+                order[len] = i;
+                len += 1;
+            }
+        }
+        let order = &mut order[..len];
+        order.sort_unstable_by(|&a, &b| qs[a].total_cmp(&qs[b]));
+        let rank = |i: usize| ((qs[i] * self.count as f64).ceil() as u64).clamp(1, self.count);
         // Buckets in ascending value order as (sign, index, count); the representative value
         // (two exponentials) is only computed for the buckets a quantile lands in.
         let neg = self.negative.iter().rev().map(|&(i, n)| (-1i8, i, n));
         let zero = (self.zero_count > 0).then_some((0i8, 0, self.zero_count));
         let pos = self.positive.iter().map(|&(i, n)| (1i8, i, n));
-        let mut next = 0;
-        let mut seen = 0u64;
+        let Some(&first) = order.first() else {
+            return out;
+        };
+        let (mut next, mut seen, mut r) = (0, 0u64, rank(first));
         for (sign, index, n) in neg.chain(zero).chain(pos) {
             seen = seen.saturating_add(n);
-            while next < order.len() && ranks[next] <= seen {
-                let r = ranks[next];
+            while r <= seen {
                 let v = if r == 1 {
                     self.min
                 } else if r == self.count {
@@ -325,9 +386,10 @@ impl HistogramSnapshot {
                 };
                 out[order[next]] = Some(v);
                 next += 1;
-            }
-            if next == order.len() {
-                break;
+                if next == order.len() {
+                    return out;
+                }
+                r = rank(order[next]);
             }
         }
         out
@@ -364,14 +426,39 @@ impl HistogramSnapshot {
     /// result is cumulative, as classic `le` buckets are). Positive buckets are compared by
     /// index (one table lookup per boundary), so the cost is linear in buckets + boundaries.
     pub fn count_le_many(&self, bounds: &[f64]) -> Vec<u64> {
+        let mut out = Vec::with_capacity(bounds.len());
+        self.count_le_indexed(bounds, &Self::bound_indexes(self.scale, bounds), &mut out);
+        out
+    }
+
+    /// The positive bucket index each boundary falls in at `scale` (`i32::MIN` for a
+    /// boundary that is not a normal number), for [`count_le_indexed`](Self::count_le_indexed).
+    /// Depends on the scale and boundaries only, so a renderer computes it once.
+    pub(crate) fn bound_indexes(scale: i8, bounds: &[f64]) -> Vec<i32> {
+        let table = IndexTable::get(scale.max(0) as u8);
+        bounds
+            .iter()
+            .map(|&le| {
+                if le.is_normal() {
+                    table.index(le.abs())
+                } else {
+                    i32::MIN
+                }
+            })
+            .collect()
+    }
+
+    /// [`count_le_many`](Self::count_le_many) with the boundaries' bucket indexes given
+    /// (`index` from [`bound_indexes`](Self::bound_indexes) at this snapshot's scale),
+    /// appending to `out`.
+    pub(crate) fn count_le_indexed(&self, bounds: &[f64], index: &[i32], out: &mut Vec<u64>) {
+        debug_assert_eq!(bounds.len(), index.len());
         let below_zero = self
             .negative
             .iter()
             .fold(0u64, |acc, b| acc.saturating_add(b.1));
-        let table = IndexTable::get(self.scale.max(0) as u8);
-        let mut out = Vec::with_capacity(bounds.len());
         let (mut i, mut prefix) = (0, 0u64);
-        for &le in bounds {
+        for (&le, &idx) in bounds.iter().zip(index) {
             let total = if self.count == 0 || le.is_nan() {
                 0
             } else if le >= self.max {
@@ -379,11 +466,6 @@ impl HistogramSnapshot {
             } else if le < 0.0 {
                 self.count_le_negative(le)
             } else {
-                let idx = if le.is_normal() {
-                    table.index(le)
-                } else {
-                    i32::MIN
-                };
                 while i < self.positive.len() && self.positive[i].0 < idx {
                     prefix = prefix.saturating_add(self.positive[i].1);
                     i += 1;
@@ -399,7 +481,6 @@ impl HistogramSnapshot {
             };
             out.push(total);
         }
-        out
     }
 
     /// Whether positive bucket `index`, which contains `le`, counts as `<= le`.
@@ -520,6 +601,203 @@ impl HistogramSnapshot {
         }
         if !(self.max >= last.0 && self.max <= last.1) {
             self.max = self.max.clamp(last.0, last.1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The fast paths against the simple computations they replaced.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The previous `quantiles`: heap-allocated order and ranks, stable sort.
+    fn quantiles_reference(h: &HistogramSnapshot, qs: &[f64]) -> Vec<Option<f64>> {
+        let mut out = vec![None; qs.len()];
+        if h.count == 0 {
+            return out;
+        }
+        let mut order: Vec<usize> = (0..qs.len())
+            .filter(|&i| (0.0..=1.0).contains(&qs[i]))
+            .collect();
+        order.sort_by(|&a, &b| qs[a].total_cmp(&qs[b]));
+        let ranks: Vec<u64> = order
+            .iter()
+            .map(|&i| ((qs[i] * h.count as f64).ceil() as u64).clamp(1, h.count))
+            .collect();
+        let neg = h.negative.iter().rev().map(|&(i, n)| (-1i8, i, n));
+        let zero = (h.zero_count > 0).then_some((0i8, 0, h.zero_count));
+        let pos = h.positive.iter().map(|&(i, n)| (1i8, i, n));
+        let mut next = 0;
+        let mut seen = 0u64;
+        for (sign, index, n) in neg.chain(zero).chain(pos) {
+            seen = seen.saturating_add(n);
+            while next < order.len() && ranks[next] <= seen {
+                let r = ranks[next];
+                let v = if r == 1 {
+                    h.min
+                } else if r == h.count {
+                    h.max
+                } else {
+                    h.representative(sign, index).clamp(h.min, h.max)
+                };
+                out[order[next]] = Some(v);
+                next += 1;
+            }
+        }
+        out
+    }
+
+    /// The previous `count_le_many`: one table lookup per boundary and histogram.
+    fn count_le_reference(h: &HistogramSnapshot, bounds: &[f64]) -> Vec<u64> {
+        let below_zero = h
+            .negative
+            .iter()
+            .fold(0u64, |acc, b| acc.saturating_add(b.1));
+        let table = IndexTable::get(h.scale.max(0) as u8);
+        let (mut i, mut prefix) = (0, 0u64);
+        let mut out = Vec::new();
+        for &le in bounds {
+            let total = if h.count == 0 || le.is_nan() {
+                0
+            } else if le >= h.max {
+                h.count
+            } else if le < 0.0 {
+                h.count_le_negative(le)
+            } else {
+                let idx = if le.is_normal() {
+                    table.index(le)
+                } else {
+                    i32::MIN
+                };
+                while i < h.positive.len() && h.positive[i].0 < idx {
+                    prefix = prefix.saturating_add(h.positive[i].1);
+                    i += 1;
+                }
+                let straddle = match h.positive.get(i) {
+                    Some(&(j, n)) if j == idx && h.straddle_included(j, le) => n,
+                    _ => 0,
+                };
+                below_zero
+                    .saturating_add(h.zero_count)
+                    .saturating_add(prefix)
+                    .saturating_add(straddle)
+            };
+            out.push(total);
+        }
+        out
+    }
+
+    /// A histogram of `values` (both signs when `float`), through an atomic histogram.
+    fn histogram(values: &[i64], float: bool, scale: u8) -> HistogramSnapshot {
+        let domain = if float { Domain::F64 } else { Domain::U64 };
+        let atomic = super::super::atomic::AtomicHistogram::new(domain, scale);
+        for &v in values {
+            if float {
+                atomic.record_f64::<false>(v as f64 / 8.0, 1);
+            } else {
+                atomic.record_u64::<false>(v.unsigned_abs(), 1);
+            }
+        }
+        let mut raw = RawHistogram::new(domain, scale);
+        atomic.read_into(&mut raw, false);
+        let totals = raw.totals();
+        raw.snapshot(totals)
+    }
+
+    fn values() -> impl Strategy<Value = Vec<i64>> {
+        prop::collection::vec(
+            prop_oneof![-100_000i64..100_000, -50i64..50, Just(0i64), 1i64..1 << 40],
+            0..300,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        #[test]
+        fn quantiles_match_the_reference(
+            values in values(),
+            float in any::<bool>(),
+            scale in 0u8..=8,
+            qs in prop::collection::vec(prop_oneof![0.0f64..=1.0, Just(0.0), Just(1.0), -1.0f64..2.0], 0..12),
+        ) {
+            let h = histogram(&values, float, scale);
+            prop_assert_eq!(h.quantiles(&qs), quantiles_reference(&h, &qs));
+        }
+
+        #[test]
+        fn indexed_classic_counts_match_the_reference(
+            values in values(),
+            float in any::<bool>(),
+            scale in 0u8..=8,
+            mut bounds in prop::collection::vec(prop_oneof![
+                -1000.0f64..1000.0,
+                (0u32..20).prop_map(|e| f64::from(1u32 << e)),
+                (1u32..5000).prop_map(f64::from),
+                Just(0.0),
+                Just(f64::MIN_POSITIVE / 4.0),
+            ], 0..30),
+        ) {
+            bounds.sort_by(f64::total_cmp);
+            let h = histogram(&values, float, scale);
+            prop_assert_eq!(h.count_le_many(&bounds), count_le_reference(&h, &bounds));
+        }
+
+        #[test]
+        fn gathered_totals_and_deltas_match_sparse_subtraction(
+            first in values(),
+            second in values(),
+            float in any::<bool>(),
+            scale in 0u8..=8,
+        ) {
+            let domain = if float { Domain::F64 } else { Domain::U64 };
+            let atomic = super::super::atomic::AtomicHistogram::new(domain, scale);
+            let record = |vs: &[i64]| {
+                for &v in vs {
+                    if float {
+                        atomic.record_f64::<false>(v as f64 / 8.0, 1);
+                    } else {
+                        atomic.record_u64::<false>(v.unsigned_abs(), 1);
+                    }
+                }
+            };
+            let mut raw = RawHistogram::new(domain, scale);
+            let mut prev = HistogramTotals::default();
+            let mut reference_prev = HistogramTotals::default();
+            for vs in [&first, &second, &first] {
+                record(vs);
+                // Reference: sparse totals, then `minus`.
+                raw.reset();
+                atomic.read_into(&mut raw, false);
+                let totals = raw.totals();
+                // The gathered lists are the non-zero dense slots, in index order.
+                let mut dense = std::collections::BTreeMap::new();
+                for &(i, n) in &totals.positive {
+                    prop_assert!(n != 0);
+                    prop_assert!(dense.insert(i, n).is_none());
+                }
+                prop_assert_eq!(totals.positive.iter().map(|b| b.0).collect::<Vec<_>>(),
+                    dense.keys().copied().collect::<Vec<_>>());
+                let expected = totals.minus(&reference_prev);
+                reference_prev = totals;
+                // Fast path: delta against `prev` refilled in place.
+                raw.reset();
+                atomic.read_into(&mut raw, false);
+                let delta = raw.delta_into(&mut prev);
+                prop_assert_eq!(&delta.positive, &expected.positive);
+                prop_assert_eq!(&delta.negative, &expected.negative);
+                prop_assert_eq!(delta.zero, expected.zero);
+                prop_assert_eq!(delta.sum_u64, expected.sum_u64);
+                prop_assert_eq!(delta.sum_f64.to_bits(), expected.sum_f64.to_bits());
+                prop_assert_eq!(&prev.positive, &reference_prev.positive);
+                prop_assert_eq!(&prev.negative, &reference_prev.negative);
+                prop_assert_eq!(prev.zero, reference_prev.zero);
+                // The accumulator is left clear for the next series.
+                prop_assert!(raw.dense.iter().all(|d| d.iter().all(|&n| n == 0)));
+                prop_assert_eq!(raw.touched, [0, 0]);
+            }
         }
     }
 }

@@ -45,6 +45,10 @@ fn domain(kind: MetricKind) -> Domain {
     }
 }
 
+fn is_histogram(kind: MetricKind) -> bool {
+    matches!(kind, MetricKind::Histogram | MetricKind::FloatHistogram)
+}
+
 /// Accumulators reused for every series of one collection (one per histogram domain).
 #[derive(Debug)]
 pub(crate) struct Scratch {
@@ -102,17 +106,27 @@ fn read_totals(
         // Relaxed: value read only.
         MetricKind::Gauge => Totals::Scalar(series.gauge.load(Ordering::Relaxed)),
         MetricKind::Histogram | MetricKind::FloatHistogram => {
-            let raw = scratch.raw(series.kind);
-            raw.reset();
-            if let Some(c) = series.shared_if_used() {
-                c.read_histogram(raw, reset_extremes);
-            }
-            for c in cells.iter().flatten() {
-                c.read_histogram(raw, reset_extremes);
-            }
-            Totals::Histogram(raw.totals())
+            Totals::Histogram(read_histogram(series, cells, scratch, reset_extremes).totals())
         }
     }
+}
+
+/// Sums the histogram cells of `series` into the scratch accumulator of its kind.
+fn read_histogram<'s>(
+    series: &Series,
+    cells: &[Option<CellRef>],
+    scratch: &'s mut Scratch,
+    reset_extremes: bool,
+) -> &'s mut RawHistogram {
+    let raw = scratch.raw(series.kind);
+    raw.reset();
+    if let Some(c) = series.shared_if_used() {
+        c.read_histogram(raw, reset_extremes);
+    }
+    for c in cells.iter().flatten() {
+        c.read_histogram(raw, reset_extremes);
+    }
+    raw
 }
 
 /// Turns totals (cumulative or delta) into a public value; histogram extremes come from
@@ -197,9 +211,18 @@ fn series_delta(
     scratch: &mut Scratch,
 ) -> (Value, bool) {
     let mut st = sync::lock(&series.state);
-    let totals = read_totals(series, cells, scratch, true);
-    let delta = minus(series.kind, &totals, &st.prev);
-    st.prev = totals;
+    let delta = match &mut st.prev {
+        // Histograms: the delta is taken against `prev` as it is refilled in place.
+        Totals::Histogram(prev) if is_histogram(series.kind) => {
+            Totals::Histogram(read_histogram(series, cells, scratch, true).delta_into(prev))
+        }
+        _ => {
+            let totals = read_totals(series, cells, scratch, true);
+            let delta = minus(series.kind, &totals, &st.prev);
+            st.prev = totals;
+            delta
+        }
+    };
     let active = match (&delta, series.kind) {
         (Totals::Scalar(b), MetricKind::Gauge) => {
             let changed = *b != st.last_gauge;
