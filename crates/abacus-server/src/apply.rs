@@ -143,25 +143,38 @@ impl Applier {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let name = sample.name.as_str();
+        self.apply_parts(&sample.name, &labels, &sample.value)
+    }
+
+    /// [`Applier::apply`] of the sample `name{labels} value` given as borrowed parts
+    /// (`labels` normalised like [`Sample::labels`]).
+    ///
+    /// # Errors
+    /// [`ApplyReject`] when the sample cannot be represented; nothing is recorded then.
+    pub fn apply_parts(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        value: &SampleValue,
+    ) -> Result<(), ApplyReject> {
         let r = &self.registry;
-        match &sample.value {
-            SampleValue::Counter(x) => self.counter(name, &labels, *x)?,
-            SampleValue::Gauge(v) => r.set_gauge(name, &labels, *v),
-            SampleValue::GaugeAdd(d) => r.add_gauge(name, &labels, *d),
+        match value {
+            SampleValue::Counter(x) => self.counter(name, labels, *x)?,
+            SampleValue::Gauge(v) => r.set_gauge(name, labels, *v),
+            SampleValue::GaugeAdd(d) => r.add_gauge(name, labels, *d),
             SampleValue::Observe { value, count } => {
-                r.record_f64_n(name, &labels, *value, (*count).max(1));
+                r.record_f64_n(name, labels, *value, (*count).max(1));
             }
             SampleValue::ExpHistogram(h) => {
                 let snap = exp_to_snapshot(h).ok_or(ApplyReject::BadHistogram)?;
-                r.merge_histogram(name, &labels, &snap);
+                r.merge_histogram(name, labels, &snap);
             }
             SampleValue::ExplicitHistogram(h) => {
                 let snap = explicit_to_snapshot(h, self.registry.config().scale)
                     .ok_or(ApplyReject::BadHistogram)?;
-                r.merge_histogram(name, &labels, &snap);
+                r.merge_histogram(name, labels, &snap);
             }
-            SampleValue::SetMember(m) => self.set_member(sample, m)?,
+            SampleValue::SetMember(m) => self.set_member(name, labels, m)?,
         }
         Ok(())
     }
@@ -206,9 +219,20 @@ impl Applier {
         }
     }
 
-    fn set_member(&self, sample: &Sample, member: &str) -> Result<(), ApplyReject> {
+    fn set_member(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        member: &str,
+    ) -> Result<(), ApplyReject> {
         let mut sets = self.sets.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = (sample.name.clone(), sample.labels.clone());
+        let key: SetKey = (
+            name.to_owned(),
+            labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        );
         let len = sets.len();
         if let Some(set) = sets.get(&key) {
             if set.contains(member) {
