@@ -93,6 +93,7 @@ pub(crate) struct ApplySink<'s> {
     state: &'s AppState,
     protocol: Protocol,
     applied: Applied,
+    scratch: crate::apply::ExplicitScratch,
 }
 
 impl ApplySink<'_> {
@@ -116,7 +117,8 @@ impl ApplySink<'_> {
 
 impl crate::ingest::otlp::convert::SampleSink for ApplySink<'_> {
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: SampleValue) {
-        match self.state.inner.applier.apply_parts(name, labels, &value) {
+        let applier = &self.state.inner.applier;
+        match applier.apply_parts_with(name, labels, &value, &mut self.scratch) {
             Ok(()) => self.applied.accepted += 1,
             Err(e) => self.reject(e),
         }
@@ -260,6 +262,7 @@ impl AppState {
             state: self,
             protocol,
             applied: Applied::default(),
+            scratch: crate::apply::ExplicitScratch::default(),
         }
     }
 
