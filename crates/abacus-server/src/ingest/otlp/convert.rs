@@ -1460,6 +1460,44 @@ mod tests {
         assert_eq!(out.errors.len(), MAX_ERROR_MESSAGES);
     }
 
+    #[test]
+    fn borrowed_labels_equal_the_owned_ones_past_the_key_memo() {
+        // One request-long labeler over points whose keys need sanitising (more distinct
+        // keys than the memo holds), collide after sanitising (`a.b` / `a_b`, last wins),
+        // are reserved, or carry non-string values.
+        let limits = Limits::default();
+        let resource = Vec::new();
+        let mut labeler = Labeler::default();
+        for service in [Some("api"), None] {
+            let ctx = MetricCtx {
+                name: "m".to_owned(),
+                raw_name: "m",
+                service,
+                resource: &resource,
+                scope_name: "",
+                scope_version: "",
+            };
+            for i in 0..(MAX_MEMO_KEYS * 2) {
+                let attrs = vec![
+                    kv(&format!("k.{i}"), s("v")),
+                    kv("a.b", any_value::Value::IntValue(i as i64)),
+                    kv("a_b", s("last")),
+                    kv("service", s(if i % 3 == 0 { "other" } else { "api" })),
+                    kv(&format!("k.{}", i / 2), any_value::Value::BoolValue(true)),
+                    kv(if i % 7 == 0 { "__x" } else { "ok" }, s("1")),
+                ];
+                labeler.prepare(ctx.service.is_some(), &attrs);
+                let got = labeler.labels(&ctx, &attrs, &limits).map(|l| {
+                    l.iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect::<Vec<_>>()
+                });
+                assert_eq!(got, ctx.labels(&attrs, &limits), "point {i}");
+            }
+        }
+        assert_eq!(labeler.keys.len(), MAX_MEMO_KEYS);
+    }
+
     proptest! {
         #[test]
         fn arbitrary_protobuf_request_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
