@@ -29,11 +29,11 @@ use serde::Serialize;
 use crate::apply::Applier;
 use crate::config::Config;
 use crate::error::{ApiError, ServeError};
-use crate::ingest::Sample;
 use crate::ingest::json::{JsonConfig, parse_latency_body, parse_metrics_body};
 use crate::ingest::otlp::convert::ConvertConfig;
 use crate::ingest::otlp::decode::DecodeLimits;
 use crate::ingest::otlp::temporality::{CumulativeToDelta, TemporalityConfig};
+use crate::ingest::{Sample, SampleValue};
 use crate::query;
 use crate::telemetry::{Protocol, Telemetry};
 use crate::windows::{ServiceBoard, WindowSink, WindowStore};
@@ -86,6 +86,43 @@ pub struct Applied {
     pub accepted: u64,
     /// Samples refused (see [`crate::apply::ApplyReject`]).
     pub rejected: u64,
+}
+
+/// See [`AppState::apply_sink`].
+pub(crate) struct ApplySink<'s> {
+    state: &'s AppState,
+    protocol: Protocol,
+    applied: Applied,
+    scratch: crate::apply::ExplicitScratch,
+}
+
+impl ApplySink<'_> {
+    fn reject(&mut self, e: crate::apply::ApplyReject) {
+        self.applied.rejected += 1;
+        self.state
+            .inner
+            .telemetry
+            .rejects(self.protocol, e.as_str(), 1);
+    }
+
+    /// Counts the accepted samples in the server's telemetry.
+    pub(crate) fn finish(self) -> Applied {
+        self.state
+            .inner
+            .telemetry
+            .samples(self.protocol, self.applied.accepted);
+        self.applied
+    }
+}
+
+impl crate::ingest::otlp::convert::SampleSink for ApplySink<'_> {
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: SampleValue) {
+        let applier = &self.state.inner.applier;
+        match applier.apply_parts_with(name, labels, &value, &mut self.scratch) {
+            Ok(()) => self.applied.accepted += 1,
+            Err(e) => self.reject(e),
+        }
+    }
 }
 
 impl AppState {
@@ -208,18 +245,25 @@ impl AppState {
 
     /// Applies samples, counting them in the server's telemetry.
     pub fn apply(&self, protocol: Protocol, samples: &[Sample]) -> Applied {
-        let mut out = Applied::default();
+        let mut sink = self.apply_sink(protocol);
         for s in samples {
             match self.inner.applier.apply(s) {
-                Ok(()) => out.accepted += 1,
-                Err(e) => {
-                    out.rejected += 1;
-                    self.inner.telemetry.rejects(protocol, e.as_str(), 1);
-                }
+                Ok(()) => sink.applied.accepted += 1,
+                Err(e) => sink.reject(e),
             }
         }
-        self.inner.telemetry.samples(protocol, out.accepted);
-        out
+        sink.finish()
+    }
+
+    /// Applies samples as a converter produces them, counting like [`AppState::apply`]
+    /// once [`ApplySink::finish`] is called.
+    pub(crate) fn apply_sink(&self, protocol: Protocol) -> ApplySink<'_> {
+        ApplySink {
+            state: self,
+            protocol,
+            applied: Applied::default(),
+            scratch: crate::apply::ExplicitScratch::default(),
+        }
     }
 
     pub(crate) fn telemetry(&self) -> &Telemetry {

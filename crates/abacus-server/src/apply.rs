@@ -143,25 +143,53 @@ impl Applier {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let name = sample.name.as_str();
+        self.apply_parts(&sample.name, &labels, &sample.value)
+    }
+
+    /// [`Applier::apply`] of the sample `name{labels} value` given as borrowed parts
+    /// (`labels` normalised like [`Sample::labels`]).
+    ///
+    /// # Errors
+    /// [`ApplyReject`] when the sample cannot be represented; nothing is recorded then.
+    pub fn apply_parts(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        value: &SampleValue,
+    ) -> Result<(), ApplyReject> {
+        self.apply_parts_with(name, labels, value, &mut ExplicitScratch::default())
+    }
+
+    /// [`Applier::apply_parts`] reusing `scratch` between explicit histograms (keep one per
+    /// request or thread; the result does not depend on it).
+    ///
+    /// # Errors
+    /// [`ApplyReject`] when the sample cannot be represented; nothing is recorded then.
+    pub fn apply_parts_with(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        value: &SampleValue,
+        scratch: &mut ExplicitScratch,
+    ) -> Result<(), ApplyReject> {
         let r = &self.registry;
-        match &sample.value {
-            SampleValue::Counter(x) => self.counter(name, &labels, *x)?,
-            SampleValue::Gauge(v) => r.set_gauge(name, &labels, *v),
-            SampleValue::GaugeAdd(d) => r.add_gauge(name, &labels, *d),
+        match value {
+            SampleValue::Counter(x) => self.counter(name, labels, *x)?,
+            SampleValue::Gauge(v) => r.set_gauge(name, labels, *v),
+            SampleValue::GaugeAdd(d) => r.add_gauge(name, labels, *d),
             SampleValue::Observe { value, count } => {
-                r.record_f64_n(name, &labels, *value, (*count).max(1));
+                r.record_f64_n(name, labels, *value, (*count).max(1));
             }
             SampleValue::ExpHistogram(h) => {
                 let snap = exp_to_snapshot(h).ok_or(ApplyReject::BadHistogram)?;
-                r.merge_histogram(name, &labels, &snap);
+                r.merge_histogram(name, labels, &snap);
             }
             SampleValue::ExplicitHistogram(h) => {
-                let snap = explicit_to_snapshot(h, self.registry.config().scale)
+                let snap = explicit_into_snapshot(h, self.registry.config().scale, scratch)
                     .ok_or(ApplyReject::BadHistogram)?;
-                r.merge_histogram(name, &labels, &snap);
+                r.merge_histogram(name, labels, snap);
             }
-            SampleValue::SetMember(m) => self.set_member(sample, m)?,
+            SampleValue::SetMember(m) => self.set_member(name, labels, m)?,
         }
         Ok(())
     }
@@ -206,9 +234,20 @@ impl Applier {
         }
     }
 
-    fn set_member(&self, sample: &Sample, member: &str) -> Result<(), ApplyReject> {
+    fn set_member(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        member: &str,
+    ) -> Result<(), ApplyReject> {
         let mut sets = self.sets.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = (sample.name.clone(), sample.labels.clone());
+        let key: SetKey = (
+            name.to_owned(),
+            labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        );
         let len = sets.len();
         if let Some(set) = sets.get(&key) {
             if set.contains(member) {
@@ -358,56 +397,96 @@ fn bucket_index(scale: i8, v: f64) -> i32 {
     i
 }
 
+/// Reusable state for explicit histograms: the snapshot's bucket lists, and the bucket
+/// index of every finite bucket's midpoint for the last bounds seen (producers send the same
+/// bounds on every point of a metric, so the `log2` per bucket is done once).
+#[derive(Debug, Default)]
+pub struct ExplicitScratch {
+    snap: Option<HistogramSnapshot>,
+    bounds: Vec<f64>,
+    scale: i8,
+    /// `mid_index[i - 1]`: `bucket_index(scale, |mid of (bounds[i-1], bounds[i]]|)`, for a
+    /// non-zero midpoint.
+    mid_index: Vec<i32>,
+}
+
+impl ExplicitScratch {
+    /// Bucket indices of the midpoints of `bounds` at `scale`, from the memo when `bounds`
+    /// equals the previous ones.
+    fn mid_indices(&mut self, bounds: &[f64], scale: i8) -> &[i32] {
+        if self.scale != scale || self.bounds.as_slice() != bounds {
+            self.scale = scale;
+            self.bounds.clear();
+            self.bounds.extend_from_slice(bounds);
+            self.mid_index.clear();
+            self.mid_index.extend(bounds.windows(2).map(|w| {
+                let mid = (w[0] + w[1]) / 2.0;
+                if mid == 0.0 || !mid.is_finite() {
+                    0
+                } else {
+                    bucket_index(scale, mid.abs())
+                }
+            }));
+        }
+        &self.mid_index
+    }
+}
+
 /// Converts an explicit-bucket histogram delta (see the module docs for the error).
+#[cfg(test)]
 pub(crate) fn explicit_to_snapshot(
     h: &ExplicitHistogramDelta,
     scale: u8,
 ) -> Option<HistogramSnapshot> {
+    explicit_into_snapshot(h, scale, &mut ExplicitScratch::default()).cloned()
+}
+
+/// Converts an explicit-bucket histogram delta into `scratch`'s snapshot.
+pub(crate) fn explicit_into_snapshot<'s>(
+    h: &ExplicitHistogramDelta,
+    scale: u8,
+    scratch: &'s mut ExplicitScratch,
+) -> Option<&'s HistogramSnapshot> {
     let scale = i8::try_from(scale).ok()?;
-    let mut snap = HistogramSnapshot::empty(scale, false);
+    let mut snap = scratch
+        .snap
+        .take()
+        .unwrap_or_else(|| HistogramSnapshot::empty(scale, false));
+    let mut pos = std::mem::take(&mut snap.positive);
+    let mut neg = std::mem::take(&mut snap.negative);
+    pos.clear();
+    neg.clear();
+    snap = HistogramSnapshot {
+        positive: Vec::new(),
+        negative: Vec::new(),
+        ..HistogramSnapshot::empty(scale, false)
+    };
+    let ok = fill_explicit(h, scale, scratch, &mut snap, &mut pos, &mut neg);
+    snap.positive = pos;
+    snap.negative = neg;
+    let snap = scratch.snap.insert(snap);
+    ok.then_some(&*snap)
+}
+
+/// The body of [`explicit_into_snapshot`]: `snap` is empty at `scale`, `pos` and `neg` are
+/// empty; false when the histogram cannot be represented.
+fn fill_explicit(
+    h: &ExplicitHistogramDelta,
+    scale: i8,
+    scratch: &mut ExplicitScratch,
+    snap: &mut HistogramSnapshot,
+    pos: &mut Vec<(i32, u64)>,
+    neg: &mut Vec<(i32, u64)>,
+) -> bool {
     if h.count == 0 {
-        return Some(snap);
+        return true;
     }
-    let mut reps: Vec<(f64, u64)> = Vec::new();
-    if h.counts.is_empty() {
-        // Only count/sum: put everything at the mean (or min/max when that is all we know).
-        let at = h
-            .sum
-            .map(|s| s / h.count as f64)
-            .or(h.max)
-            .or(h.min)
-            .unwrap_or(0.0);
-        reps.push((at, h.count));
-    } else {
-        if h.counts.len() != h.bounds.len() + 1 {
-            return None;
-        }
-        let last = h.counts.len() - 1;
-        for (i, &n) in h.counts.iter().enumerate() {
-            if n == 0 {
-                continue;
-            }
-            let v = if h.bounds.is_empty() {
-                h.sum.map(|s| s / h.count as f64).unwrap_or(0.0)
-            } else if i == 0 {
-                h.min.unwrap_or(h.bounds[0]).min(h.bounds[0])
-            } else if i == last {
-                h.max.unwrap_or(h.bounds[last - 1]).max(h.bounds[last - 1])
-            } else {
-                let mid = (h.bounds[i - 1] + h.bounds[i]) / 2.0;
-                let lo = h.min.unwrap_or(f64::NEG_INFINITY);
-                let hi = h.max.unwrap_or(f64::INFINITY);
-                if lo <= hi { mid.clamp(lo, hi) } else { mid }
-            };
-            reps.push((v, n));
-        }
-    }
-    let mut pos: Vec<(i32, u64)> = Vec::new();
-    let mut neg: Vec<(i32, u64)> = Vec::new();
     let (mut min, mut max, mut sum) = (f64::INFINITY, f64::NEG_INFINITY, 0.0);
-    for &(v, n) in &reps {
+    // One representative value `v` for `n` observations; `idx` is its bucket index when
+    // already known.
+    let mut add = |v: f64, n: u64, idx: Option<i32>| -> bool {
         if !v.is_finite() {
-            return None;
+            return false;
         }
         min = min.min(v);
         max = max.max(v);
@@ -416,12 +495,57 @@ pub(crate) fn explicit_to_snapshot(
         if v == 0.0 {
             snap.zero_count += n;
         } else if v > 0.0 {
-            pos.push((bucket_index(scale, v), n));
+            pos.push((idx.unwrap_or_else(|| bucket_index(scale, v)), n));
         } else {
-            neg.push((bucket_index(scale, -v), n));
+            neg.push((idx.unwrap_or_else(|| bucket_index(scale, -v)), n));
+        }
+        true
+    };
+    if h.counts.is_empty() {
+        // Only count/sum: put everything at the mean (or min/max when that is all we know).
+        let at = h
+            .sum
+            .map(|s| s / h.count as f64)
+            .or(h.max)
+            .or(h.min)
+            .unwrap_or(0.0);
+        if !add(at, h.count, None) {
+            return false;
+        }
+    } else {
+        if h.counts.len() != h.bounds.len() + 1 {
+            return false;
+        }
+        let mids = scratch.mid_indices(&h.bounds, scale);
+        let last = h.counts.len() - 1;
+        for (i, &n) in h.counts.iter().enumerate() {
+            if n == 0 {
+                continue;
+            }
+            let (v, idx) = if h.bounds.is_empty() {
+                (h.sum.map(|s| s / h.count as f64).unwrap_or(0.0), None)
+            } else if i == 0 {
+                (h.min.unwrap_or(h.bounds[0]).min(h.bounds[0]), None)
+            } else if i == last {
+                (
+                    h.max.unwrap_or(h.bounds[last - 1]).max(h.bounds[last - 1]),
+                    None,
+                )
+            } else {
+                let mid = (h.bounds[i - 1] + h.bounds[i]) / 2.0;
+                let lo = h.min.unwrap_or(f64::NEG_INFINITY);
+                let hi = h.max.unwrap_or(f64::INFINITY);
+                let v = if lo <= hi { mid.clamp(lo, hi) } else { mid };
+                // The memo holds the index of `|mid|`; a clamped value is looked up afresh.
+                let idx = (v == mid && v != 0.0).then(|| mids[i - 1]);
+                (v, idx)
+            };
+            if !add(v, n, idx) {
+                return false;
+            }
         }
     }
-    for list in [&mut pos, &mut neg] {
+    for list in [&mut *pos, &mut *neg] {
         list.sort_unstable_by_key(|b| b.0);
         list.dedup_by(|b, a| {
             if a.0 == b.0 {
@@ -432,12 +556,10 @@ pub(crate) fn explicit_to_snapshot(
             }
         });
     }
-    snap.positive = pos;
-    snap.negative = neg;
     snap.min = h.min.unwrap_or(min);
     snap.max = h.max.unwrap_or(max);
     snap.sum = h.sum.unwrap_or(sum);
-    Some(snap)
+    true
 }
 
 #[cfg(test)]
@@ -610,6 +732,43 @@ mod tests {
         let p50 = snap.quantile(0.5).unwrap();
         assert!((10.0..=20.0).contains(&p50), "{p50}");
         assert_eq!(snap.count_le(10.0), 1);
+    }
+
+    #[test]
+    fn reused_explicit_scratch_gives_the_same_snapshots_as_a_fresh_one() {
+        let h = |bounds: &[f64], counts: &[u64], min: Option<f64>, max: Option<f64>| {
+            ExplicitHistogramDelta {
+                bounds: bounds.to_vec(),
+                counts: counts.to_vec(),
+                count: counts.iter().sum(),
+                sum: None,
+                min,
+                max,
+            }
+        };
+        let cases = [
+            h(&[1.0, 5.0, 10.0], &[1, 2, 3, 4], Some(0.5), Some(20.0)),
+            // Same bounds, clamped midpoints (min/max inside the finite buckets).
+            h(&[1.0, 5.0, 10.0], &[0, 2, 3, 0], Some(4.0), Some(6.0)),
+            h(&[1.0, 5.0, 10.0], &[1, 2, 3, 4], None, None),
+            // Other bounds of the same length, negative and zero midpoints.
+            h(&[-4.0, -1.0, 1.0], &[1, 1, 1, 1], None, None),
+            h(&[-2.0, 2.0], &[1, 5, 1], Some(-3.0), Some(3.0)),
+            h(&[1.0, 5.0, 10.0], &[1, 2, 3, 4], Some(0.5), Some(20.0)),
+            // Non-finite midpoint: refused either way.
+            h(&[1e308, f64::MAX], &[0, 1, 0], None, None),
+            h(&[], &[], Some(1.0), Some(1.0)),
+            h(&[3.0, 7.0], &[0, 0, 0], None, None),
+            h(&[1.0, 5.0], &[1, 2], None, None),
+        ];
+        for scale in [0u8, 4, 8] {
+            let mut scratch = ExplicitScratch::default();
+            for (i, c) in cases.iter().enumerate() {
+                let fresh = explicit_to_snapshot(c, scale);
+                let reused = explicit_into_snapshot(c, scale, &mut scratch).cloned();
+                assert_eq!(reused, fresh, "case {i} at scale {scale}");
+            }
+        }
     }
 
     #[test]

@@ -225,6 +225,17 @@ pub fn check_histogram_labels(labels: &[(String, String)]) -> Result<(), Validat
     Ok(())
 }
 
+/// [`check_histogram_labels`] on borrowed labels.
+///
+/// # Errors
+/// [`ValidationError::ReservedHistogramLabel`].
+pub fn check_histogram_label_refs(labels: &[(&str, &str)]) -> Result<(), ValidationError> {
+    if labels.iter().any(|(k, _)| *k == HISTOGRAM_BUCKET_LABEL) {
+        return Err(ValidationError::ReservedHistogramLabel);
+    }
+    Ok(())
+}
+
 /// True if `name` matches `[a-zA-Z_:][a-zA-Z0-9_:]*`.
 #[must_use]
 pub fn is_valid_metric_name(name: &str) -> bool {
@@ -264,6 +275,22 @@ fn sanitize(name: &str, allow_colon: bool) -> String {
         }
     }
     out
+}
+
+/// Whether [`sanitize_label_name`] returns `name` unchanged (the caller can borrow it).
+#[must_use]
+pub fn label_name_is_sanitized(name: &str) -> bool {
+    !name.as_bytes().first().is_some_and(u8::is_ascii_digit)
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Whether [`sanitize_metric_name`] returns `name` unchanged.
+#[must_use]
+pub fn metric_name_is_sanitized(name: &str) -> bool {
+    !name.as_bytes().first().is_some_and(u8::is_ascii_digit)
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
 }
 
 /// Map an arbitrary non-empty string onto the Prometheus metric name grammar:
@@ -353,6 +380,60 @@ pub fn normalize_labels(
         }
     }
     Ok(out)
+}
+
+/// Borrowed label pairs, on the stack for up to 8 labels.
+pub type LabelRefs<'a> = smallvec::SmallVec<[(&'a str, &'a str); 8]>;
+
+/// [`normalize_labels`] on borrowed labels, in place: the same order, the same rule for
+/// duplicate names (the last occurrence wins), the same checks and errors.
+///
+/// # Errors
+/// Returns the first problem found.
+pub fn normalize_label_refs(
+    labels: &mut LabelRefs<'_>,
+    limits: &Limits,
+) -> Result<(), ValidationError> {
+    // Stable sort keeps input order among equal names; keep the last one.
+    labels.sort_by(|a, b| a.0.cmp(b.0));
+    let mut kept = 0;
+    for i in 0..labels.len() {
+        if kept > 0 && labels[kept - 1].0 == labels[i].0 {
+            labels[kept - 1] = labels[i];
+        } else {
+            labels[kept] = labels[i];
+            kept += 1;
+        }
+    }
+    labels.truncate(kept);
+    if labels.len() > limits.max_labels {
+        return Err(ValidationError::TooManyLabels {
+            count: labels.len(),
+            max: limits.max_labels,
+        });
+    }
+    for &(name, value) in labels.iter() {
+        if name.is_empty() {
+            return Err(ValidationError::EmptyLabelName);
+        }
+        if name.len() > limits.max_label_name_len {
+            return Err(ValidationError::LabelNameTooLong {
+                len: name.len(),
+                max: limits.max_label_name_len,
+            });
+        }
+        if !is_valid_label_name(name) {
+            return Err(ValidationError::InvalidLabelName(name.to_owned()));
+        }
+        if value.len() > limits.max_label_value_len {
+            return Err(ValidationError::LabelValueTooLong {
+                name: name.to_owned(),
+                len: value.len(),
+                max: limits.max_label_value_len,
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -460,5 +541,29 @@ mod tests {
             counts: vec![2, 3],
         };
         assert_eq!(b.total(), Some(5));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn borrowed_label_normalisation_matches_the_owned_one(
+            pairs in proptest::collection::vec(("[a-c_.:1-]{0,3}", "[xy]{0,3}"), 0..12),
+            max_labels in 0usize..8,
+            max_value in 0usize..4,
+        ) {
+            let limits = Limits { max_labels, max_label_value_len: max_value, ..Limits::default() };
+            let owned: Vec<(String, String)> = pairs.clone();
+            let mut refs: LabelRefs<'_> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let want = normalize_labels(owned, &limits);
+            let got = normalize_label_refs(&mut refs, &limits).map(|()| {
+                refs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>()
+            });
+            proptest::prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn already_sanitized_names_are_recognised(name in "[a-z0-9_:.\\-é]{0,6}") {
+            proptest::prop_assert_eq!(label_name_is_sanitized(&name), sanitize_label_name(&name) == name);
+            proptest::prop_assert_eq!(metric_name_is_sanitized(&name), sanitize_metric_name(&name) == name);
+        }
     }
 }

@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 };
 
 use crate::app::AppState;
-use crate::ingest::otlp::convert::convert_request_shared;
+use crate::ingest::otlp::convert::convert_request_shared_into;
 use crate::telemetry::Protocol;
 
 impl AppState {
@@ -22,8 +22,15 @@ impl AppState {
         protocol: Protocol,
         req: &ExportMetricsServiceRequest,
     ) -> ExportMetricsServiceResponse {
-        let out = convert_request_shared(req, &self.inner.otlp_tracker, &self.inner.otlp_convert);
-        let applied = self.apply(protocol, &out.samples);
+        // Samples are applied as they are converted: no `Vec<Sample>` of owned strings.
+        let mut sink = self.apply_sink(protocol);
+        let out = convert_request_shared_into(
+            req,
+            &self.inner.otlp_tracker,
+            &self.inner.otlp_convert,
+            &mut sink,
+        );
+        let applied = sink.finish();
         self.telemetry()
             .rejects(protocol, "data_point", out.rejected_data_points);
         let rejected = out.rejected_data_points.saturating_add(applied.rejected);

@@ -59,8 +59,9 @@ use super::temporality::{
     CumulativePoint, CumulativeToDelta, CumulativeValue, DeltaOutcome, StreamKey, StreamKind,
 };
 use crate::ingest::{
-    ExpBuckets, ExpHistogramDelta, ExplicitHistogramDelta, Limits, Sample, SampleValue,
-    check_histogram_labels, normalize_labels, sanitize_label_name, sanitize_metric_name,
+    ExpBuckets, ExpHistogramDelta, ExplicitHistogramDelta, LabelRefs, Limits, Sample, SampleValue,
+    check_histogram_label_refs, label_name_is_sanitized, normalize_label_refs, normalize_labels,
+    sanitize_label_name, sanitize_metric_name,
 };
 
 /// Label that receives the resource attribute `service.name`.
@@ -120,6 +121,26 @@ impl ConvertOutput {
         if self.errors.len() < MAX_ERROR_MESSAGES {
             self.errors.push(message());
         }
+    }
+}
+
+/// Receives the samples of a conversion as they are produced, in input order.
+pub trait SampleSink {
+    /// One accepted sample; `labels` are normalised (sorted by name, names unique).
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: SampleValue);
+}
+
+/// Collects owned [`Sample`]s (what [`convert_request`] returns).
+impl SampleSink for Vec<Sample> {
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: SampleValue) {
+        self.push(Sample {
+            name: name.to_owned(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            value,
+        });
     }
 }
 
@@ -231,6 +252,106 @@ impl MetricCtx<'_> {
     fn err(&self, msg: &str) -> String {
         format!("metric {:?}: {msg}", self.raw_name)
     }
+}
+
+/// At most this many sanitised attribute keys are remembered per request (keys that need
+/// sanitising past that are sanitised per point).
+const MAX_MEMO_KEYS: usize = 64;
+
+/// Where one label name or value of the current point comes from.
+#[derive(Clone, Copy)]
+enum Src {
+    /// `attrs[i].key`, already a valid label name.
+    AttrKey(usize),
+    /// `attrs[i]`'s string value.
+    AttrStr(usize),
+    /// A sanitised key remembered for the request.
+    Memo(usize),
+    /// A string made for this point.
+    Scratch(usize),
+    /// [`SERVICE_LABEL`].
+    ServiceKey,
+    /// The resource's `service.name`.
+    Service,
+}
+
+/// Builds the labels of a point as borrowed strings: attribute keys that are valid label
+/// names and string values are borrowed from the request, sanitised keys are made once per
+/// request, and only other values (ints, bools, ...) are stringified per point. Same
+/// labels as [`MetricCtx::labels`].
+#[derive(Default)]
+struct Labeler {
+    /// `(raw key, sanitised key)` of the request's keys that needed sanitising.
+    keys: Vec<(String, String)>,
+    /// Strings made for the current point.
+    scratch: Vec<String>,
+    srcs: Vec<(Src, Src)>,
+}
+
+impl Labeler {
+    /// First step for a point: work out where every label comes from.
+    fn prepare(&mut self, service: bool, attrs: &[KeyValue]) {
+        self.scratch.clear();
+        self.srcs.clear();
+        if service {
+            self.srcs.push((Src::ServiceKey, Src::Service));
+        }
+        for (i, kv) in attrs.iter().enumerate() {
+            let key = if label_name_is_sanitized(&kv.key) {
+                Src::AttrKey(i)
+            } else if let Some(j) = self.keys.iter().position(|(raw, _)| *raw == kv.key) {
+                Src::Memo(j)
+            } else if self.keys.len() < MAX_MEMO_KEYS {
+                self.keys
+                    .push((kv.key.clone(), sanitize_label_name(&kv.key)));
+                Src::Memo(self.keys.len() - 1)
+            } else {
+                self.scratch.push(sanitize_label_name(&kv.key));
+                Src::Scratch(self.scratch.len() - 1)
+            };
+            let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(any_value::Value::StringValue(_)) => Src::AttrStr(i),
+                _ => {
+                    self.scratch.push(any_value_to_string(kv.value.as_ref()));
+                    Src::Scratch(self.scratch.len() - 1)
+                }
+            };
+            self.srcs.push((key, value));
+        }
+    }
+
+    /// Second step: the normalised labels of the point [`Labeler::prepare`] saw.
+    fn labels<'x>(
+        &'x self,
+        ctx: &MetricCtx<'x>,
+        attrs: &'x [KeyValue],
+        limits: &Limits,
+    ) -> Result<LabelRefs<'x>, String> {
+        let get = |src: Src| -> &'x str {
+            match src {
+                Src::AttrKey(i) => &attrs[i].key,
+                Src::AttrStr(i) => match attrs[i].value.as_ref().and_then(|v| v.value.as_ref()) {
+                    Some(any_value::Value::StringValue(s)) => s,
+                    _ => "",
+                },
+                Src::Memo(j) => &self.keys[j].1,
+                Src::Scratch(j) => &self.scratch[j],
+                Src::ServiceKey => SERVICE_LABEL,
+                Src::Service => ctx.service.unwrap_or_default(),
+            }
+        };
+        let mut labels: LabelRefs<'x> = self.srcs.iter().map(|&(k, v)| (get(k), get(v))).collect();
+        normalize_label_refs(&mut labels, limits)
+            .map_err(|e| format!("metric {:?}: {e}", ctx.raw_name))?;
+        Ok(labels)
+    }
+}
+
+fn refs(labels: &[(String, String)]) -> LabelRefs<'_> {
+    labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
 }
 
 fn no_recorded_value(flags: u32) -> bool {
@@ -391,44 +512,37 @@ impl Tracker<'_> {
     }
 }
 
-struct Converter<'a> {
+/// Turns a cumulative point of a stream into its delta (`None`: nothing to apply yet).
+fn cumulative(
+    tracker: &mut Tracker<'_>,
+    ctx: &MetricCtx<'_>,
+    kind: StreamKind,
+    attrs: &[KeyValue],
+    (start_time_unix_nano, time_unix_nano): (u64, u64),
+    value: CumulativeValue,
+) -> Result<Option<CumulativeValue>, String> {
+    let key = ctx.key(kind, attrs);
+    let point = CumulativePoint {
+        start_time_unix_nano,
+        time_unix_nano,
+        value,
+    };
+    match tracker.get().update(&key, point) {
+        DeltaOutcome::Delta(v) => Ok(Some(v)),
+        DeltaOutcome::Baseline | DeltaOutcome::Stale => Ok(None),
+        DeltaOutcome::Refused => Err(ctx.err("too many cumulative streams, point refused")),
+    }
+}
+
+struct Converter<'a, S: SampleSink> {
     tracker: Tracker<'a>,
     config: &'a ConvertConfig,
     out: ConvertOutput,
+    labeler: Labeler,
+    sink: &'a mut S,
 }
 
-impl Converter<'_> {
-    fn push(&mut self, name: String, labels: Vec<(String, String)>, value: SampleValue) {
-        self.out.samples.push(Sample {
-            name,
-            labels,
-            value,
-        });
-    }
-
-    /// Run a cumulative point through the tracker; `Ok(None)` = nothing to emit.
-    /// Turns a cumulative point of a stream into its delta (`None`: nothing to apply yet).
-    fn cumulative(
-        &mut self,
-        ctx: &MetricCtx<'_>,
-        kind: StreamKind,
-        attrs: &[KeyValue],
-        (start_time_unix_nano, time_unix_nano): (u64, u64),
-        value: CumulativeValue,
-    ) -> Result<Option<CumulativeValue>, String> {
-        let key = ctx.key(kind, attrs);
-        let point = CumulativePoint {
-            start_time_unix_nano,
-            time_unix_nano,
-            value,
-        };
-        match self.tracker.get().update(&key, point) {
-            DeltaOutcome::Delta(v) => Ok(Some(v)),
-            DeltaOutcome::Baseline | DeltaOutcome::Stale => Ok(None),
-            DeltaOutcome::Refused => Err(ctx.err("too many cumulative streams, point refused")),
-        }
-    }
-
+impl<S: SampleSink> Converter<'_, S> {
     fn metric(&mut self, ctx: &MetricCtx<'_>, m: &Metric) {
         match &m.data {
             None => self.out.reject(0, || {
@@ -481,8 +595,11 @@ impl Converter<'_> {
             return Ok(());
         }
         let v = number_value(p).map_err(|e| ctx.err(e))?;
-        let labels = ctx.labels(&p.attributes, &self.config.limits)?;
-        self.push(ctx.name.clone(), labels, SampleValue::Gauge(v));
+        self.labeler.prepare(ctx.service.is_some(), &p.attributes);
+        let labels = self
+            .labeler
+            .labels(ctx, &p.attributes, &self.config.limits)?;
+        self.sink.sample(&ctx.name, &labels, SampleValue::Gauge(v));
         Ok(())
     }
 
@@ -498,7 +615,10 @@ impl Converter<'_> {
         }
         let t = t.ok_or_else(|| ctx.err("aggregation temporality unspecified"))?;
         let v = number_value(p).map_err(|e| ctx.err(e))?;
-        let labels = ctx.labels(&p.attributes, &self.config.limits)?;
+        self.labeler.prepare(ctx.service.is_some(), &p.attributes);
+        let labels = self
+            .labeler
+            .labels(ctx, &p.attributes, &self.config.limits)?;
         let value = match (t, monotonic) {
             (Temporality::Delta, true) => {
                 if v < 0.0 {
@@ -513,7 +633,8 @@ impl Converter<'_> {
                     return Err(ctx.err("monotonic cumulative sum is negative"));
                 }
                 let times = (p.start_time_unix_nano, p.time_unix_nano);
-                match self.cumulative(
+                match cumulative(
+                    &mut self.tracker,
                     ctx,
                     StreamKind::Sum,
                     &p.attributes,
@@ -525,7 +646,7 @@ impl Converter<'_> {
                 }
             }
         };
-        self.push(ctx.name.clone(), labels, value);
+        self.sink.sample(&ctx.name, &labels, value);
         Ok(())
     }
 
@@ -540,13 +661,17 @@ impl Converter<'_> {
         }
         let t = t.ok_or_else(|| ctx.err("aggregation temporality unspecified"))?;
         let h = explicit_from_point(p, self.config.max_buckets).map_err(|e| ctx.err(&e))?;
-        let labels = ctx.labels(&p.attributes, &self.config.limits)?;
-        check_histogram_labels(&labels).map_err(|e| ctx.err(&e.to_string()))?;
+        self.labeler.prepare(ctx.service.is_some(), &p.attributes);
+        let labels = self
+            .labeler
+            .labels(ctx, &p.attributes, &self.config.limits)?;
+        check_histogram_label_refs(&labels).map_err(|e| ctx.err(&e.to_string()))?;
         let h = match t {
             Temporality::Delta => h,
             Temporality::Cumulative => {
                 let times = (p.start_time_unix_nano, p.time_unix_nano);
-                match self.cumulative(
+                match cumulative(
+                    &mut self.tracker,
                     ctx,
                     StreamKind::Histogram,
                     &p.attributes,
@@ -558,7 +683,8 @@ impl Converter<'_> {
                 }
             }
         };
-        self.push(ctx.name.clone(), labels, SampleValue::ExplicitHistogram(h));
+        self.sink
+            .sample(&ctx.name, &labels, SampleValue::ExplicitHistogram(h));
         Ok(())
     }
 
@@ -573,13 +699,17 @@ impl Converter<'_> {
         }
         let t = t.ok_or_else(|| ctx.err("aggregation temporality unspecified"))?;
         let h = exp_from_point(p, self.config.max_buckets).map_err(|e| ctx.err(&e))?;
-        let labels = ctx.labels(&p.attributes, &self.config.limits)?;
-        check_histogram_labels(&labels).map_err(|e| ctx.err(&e.to_string()))?;
+        self.labeler.prepare(ctx.service.is_some(), &p.attributes);
+        let labels = self
+            .labeler
+            .labels(ctx, &p.attributes, &self.config.limits)?;
+        check_histogram_label_refs(&labels).map_err(|e| ctx.err(&e.to_string()))?;
         let h = match t {
             Temporality::Delta => h,
             Temporality::Cumulative => {
                 let times = (p.start_time_unix_nano, p.time_unix_nano);
-                match self.cumulative(
+                match cumulative(
+                    &mut self.tracker,
                     ctx,
                     StreamKind::ExpHistogram,
                     &p.attributes,
@@ -591,7 +721,8 @@ impl Converter<'_> {
                 }
             }
         };
-        self.push(ctx.name.clone(), labels, SampleValue::ExpHistogram(h));
+        self.sink
+            .sample(&ctx.name, &labels, SampleValue::ExpHistogram(h));
         Ok(())
     }
 
@@ -622,10 +753,16 @@ impl Converter<'_> {
             let l = normalize_labels(l, limits).map_err(|e| ctx.err(&e.to_string()))?;
             quantiles.push((l, q.value));
         }
-        self.push(sum_name, labels.clone(), SampleValue::Gauge(p.sum));
-        self.push(count_name, labels, SampleValue::Gauge(p.count as f64));
-        for (l, v) in quantiles {
-            self.push(ctx.name.clone(), l, SampleValue::Gauge(v));
+        self.sink
+            .sample(&sum_name, &refs(&labels), SampleValue::Gauge(p.sum));
+        self.sink.sample(
+            &count_name,
+            &refs(&labels),
+            SampleValue::Gauge(p.count as f64),
+        );
+        for (l, v) in &quantiles {
+            self.sink
+                .sample(&ctx.name, &refs(l), SampleValue::Gauge(*v));
         }
         Ok(())
     }
@@ -650,7 +787,10 @@ pub fn convert_request(
     tracker: &mut CumulativeToDelta,
     config: &ConvertConfig,
 ) -> ConvertOutput {
-    convert(req, Tracker::Owned(tracker), config)
+    let mut samples = Vec::new();
+    let mut out = convert(req, Tracker::Owned(tracker), config, &mut samples);
+    out.samples = samples;
+    out
 }
 
 /// [`convert_request`] with a table shared between concurrent requests: locked only from
@@ -660,22 +800,40 @@ pub fn convert_request_shared(
     tracker: &Mutex<CumulativeToDelta>,
     config: &ConvertConfig,
 ) -> ConvertOutput {
+    let mut samples = Vec::new();
+    let mut out = convert_request_shared_into(req, tracker, config, &mut samples);
+    out.samples = samples;
+    out
+}
+
+/// [`convert_request_shared`] handing each sample to `sink` as soon as it is converted
+/// instead of collecting them (the returned [`ConvertOutput::samples`] is empty). The
+/// table's lock, once taken, is held while `sink` runs, up to the end of the request.
+pub fn convert_request_shared_into<S: SampleSink>(
+    req: &ExportMetricsServiceRequest,
+    tracker: &Mutex<CumulativeToDelta>,
+    config: &ConvertConfig,
+    sink: &mut S,
+) -> ConvertOutput {
     let tracker = Tracker::Shared {
         table: tracker,
         guard: None,
     };
-    convert(req, tracker, config)
+    convert(req, tracker, config, sink)
 }
 
-fn convert(
+fn convert<S: SampleSink>(
     req: &ExportMetricsServiceRequest,
     tracker: Tracker<'_>,
     config: &ConvertConfig,
+    sink: &mut S,
 ) -> ConvertOutput {
     let mut conv = Converter {
         tracker,
         config,
         out: ConvertOutput::default(),
+        labeler: Labeler::default(),
+        sink,
     };
     for rm in &req.resource_metrics {
         let resource_attrs: &[KeyValue] = rm.resource.as_ref().map_or(&[], |r| &r.attributes);
@@ -1300,6 +1458,44 @@ mod tests {
         )]));
         assert_eq!(out.rejected_data_points, 20);
         assert_eq!(out.errors.len(), MAX_ERROR_MESSAGES);
+    }
+
+    #[test]
+    fn borrowed_labels_equal_the_owned_ones_past_the_key_memo() {
+        // One request-long labeler over points whose keys need sanitising (more distinct
+        // keys than the memo holds), collide after sanitising (`a.b` / `a_b`, last wins),
+        // are reserved, or carry non-string values.
+        let limits = Limits::default();
+        let resource = Vec::new();
+        let mut labeler = Labeler::default();
+        for service in [Some("api"), None] {
+            let ctx = MetricCtx {
+                name: "m".to_owned(),
+                raw_name: "m",
+                service,
+                resource: &resource,
+                scope_name: "",
+                scope_version: "",
+            };
+            for i in 0..(MAX_MEMO_KEYS * 2) {
+                let attrs = vec![
+                    kv(&format!("k.{i}"), s("v")),
+                    kv("a.b", any_value::Value::IntValue(i as i64)),
+                    kv("a_b", s("last")),
+                    kv("service", s(if i % 3 == 0 { "other" } else { "api" })),
+                    kv(&format!("k.{}", i / 2), any_value::Value::BoolValue(true)),
+                    kv(if i % 7 == 0 { "__x" } else { "ok" }, s("1")),
+                ];
+                labeler.prepare(ctx.service.is_some(), &attrs);
+                let got = labeler.labels(&ctx, &attrs, &limits).map(|l| {
+                    l.iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect::<Vec<_>>()
+                });
+                assert_eq!(got, ctx.labels(&attrs, &limits), "point {i}");
+            }
+        }
+        assert_eq!(labeler.keys.len(), MAX_MEMO_KEYS);
     }
 
     proptest! {
