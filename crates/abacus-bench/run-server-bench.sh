@@ -20,7 +20,7 @@ ABACUS_RATES_1=${ABACUS_RATES_1:-50000,100000,150000,200000,250000,300000,400000
 ETSY_RATES_40=${ETSY_RATES_40:-50000,100000,150000,200000,250000,300000,400000}
 ETSY_RATES_1=${ETSY_RATES_1:-10000,15000,20000,25000,30000,40000,60000}
 
-[ -n "${SKIP_BUILD:-}" ] || cargo build --release -q -p abacus-cli -p abacus-bench --bin ingest_load --bin ingest_latency
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release -q -p abacus-cli -p abacus-bench --bin abacus --bin ingest_load --bin ingest_latency
 BIN=${CARGO_TARGET_DIR:-target}/release
 WORK=$(mktemp -d)
 PIDS=()
