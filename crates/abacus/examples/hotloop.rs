@@ -23,8 +23,8 @@ fn run_handle(registry: &Registry, n: u64) {
 
 /// One hot series through a thread-bound handle.
 #[inline(never)]
-fn run_local(registry: &Registry, n: u64) {
-    let h = registry.latency("hot").local();
+fn run_local(registry: &Registry, n: u64, service: &str) {
+    let h = registry.latency(service).local();
     let mut x = 0x9e37_79b9_u64;
     for _ in 0..n {
         h.record(1 + (xorshift(&mut x) & 1023));
@@ -218,25 +218,26 @@ fn main() {
     let registry = Registry::new();
     match mode.as_str() {
         "handle" => run_handle(&registry, n),
-        "local" => run_local(&registry, n),
+        "local" => run_local(&registry, n, "hot"),
         "latency" => run_latency(&registry, n),
         "spread" => run_spread(&registry, n, false),
         "spread-latency" => run_spread(&registry, n, true),
         "snapshot" => run_snapshot(&registry, n as u32),
         "render" => run_render(&registry, n as u32),
-        "latency2" | "handle2" => {
-            // Two threads, same series: compare with one thread's time for `n`.
+        "latency2" | "handle2" | "local2" | "local2-apart" | "local2-registries" => {
+            // Two threads, same series (`local2-apart`: one series each): compare with one
+            // thread's time for `n`.
             let started = Instant::now();
             std::thread::scope(|s| {
-                for _ in 0..2 {
+                for t in 0..2 {
                     let registry = &registry;
                     let mode = mode.clone();
-                    s.spawn(move || {
-                        if mode == "latency2" {
-                            run_latency(registry, n)
-                        } else {
-                            run_handle(registry, n)
-                        }
+                    s.spawn(move || match mode.as_str() {
+                        "latency2" => run_latency(registry, n),
+                        "handle2" => run_handle(registry, n),
+                        "local2" => run_local(registry, n, "hot"),
+                        "local2-apart" => run_local(registry, n, if t == 0 { "hot" } else { "cold" }),
+                        _ => run_local(&Registry::new(), n, "hot"),
                     });
                 }
             });
