@@ -3,6 +3,8 @@
 # the tables with the ratios. Run it on an otherwise idle machine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-rm -rf target/criterion
+# Criterion writes under the cargo target directory (CARGO_TARGET_DIR when set).
+CRITERION_DIR=${CARGO_TARGET_DIR:-target}/criterion
+rm -rf "$CRITERION_DIR"
 cargo bench -p abacus-bench --bench peers --bench core --bench render --bench ordering "$@"
-python3 crates/abacus-bench/report.py target/criterion
+python3 crates/abacus-bench/report.py "$CRITERION_DIR"
