@@ -236,7 +236,9 @@ fn main() {
                         "latency2" => run_latency(registry, n),
                         "handle2" => run_handle(registry, n),
                         "local2" => run_local(registry, n, "hot"),
-                        "local2-apart" => run_local(registry, n, if t == 0 { "hot" } else { "cold" }),
+                        "local2-apart" => {
+                            run_local(registry, n, if t == 0 { "hot" } else { "cold" })
+                        }
                         _ => run_local(&Registry::new(), n, "hot"),
                     });
                 }
