@@ -255,6 +255,25 @@ impl AppState {
         sink.finish()
     }
 
+    /// Parses one StatsD packet and applies its lines as they are parsed (borrowed names
+    /// and labels where no sanitising is needed, see
+    /// [`crate::ingest::statsd::parser::sink_packet`]); counts exactly like
+    /// [`crate::ingest::statsd::parser::parse_packet_into`] followed by [`AppState::apply`].
+    /// Parse rejects are added to `rejects` (not to the telemetry); `scratch` holds buffers
+    /// reused between packets.
+    pub fn apply_statsd(
+        &self,
+        protocol: Protocol,
+        packet: &[u8],
+        config: &crate::ingest::statsd::parser::StatsdConfig,
+        scratch: &mut crate::ingest::statsd::parser::SinkScratch,
+        rejects: &mut crate::ingest::statsd::parser::RejectCounts,
+    ) -> Applied {
+        let mut sink = self.apply_sink(protocol);
+        crate::ingest::statsd::parser::sink_packet(packet, config, &mut sink, scratch, rejects);
+        sink.finish()
+    }
+
     /// Applies samples as a converter produces them, counting like [`AppState::apply`]
     /// once [`ApplySink::finish`] is called.
     pub(crate) fn apply_sink(&self, protocol: Protocol) -> ApplySink<'_> {
@@ -535,4 +554,219 @@ async fn ingest_latency(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Applied>, ApiError> {
     ingest_json(&state, &headers, body, parse_latency_body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::statsd::parser::{
+        RejectCounts, SinkScratch, StatsdConfig, parse_packet_into, sink_packet,
+    };
+    use proptest::prelude::*;
+
+    fn state(max_set_members: usize) -> AppState {
+        let mut config = Config::default();
+        config.limits.max_set_members = max_set_members;
+        AppState::new(config).expect("valid config")
+    }
+
+    /// Series sorted by key, with set gauges closed in.
+    fn series(st: &AppState) -> Vec<abacus::SeriesSnapshot> {
+        st.inner.applier.close_sets();
+        let mut s = st.registry().snapshot().series;
+        s.sort_by(|a, b| a.key.cmp(&b.key));
+        s
+    }
+
+    /// Lines mixing clean and unclean names / tag keys with every limit and reject reason.
+    fn line() -> impl Strategy<Value = String> {
+        let name = prop_oneof![
+            Just("hits".to_owned()),
+            Just("lat".to_owned()),
+            Just("api.req".to_owned()),
+            Just("api_req".to_owned()),
+            Just("1st".to_owned()),
+            Just("_1st".to_owned()),
+            Just("ns:sub".to_owned()),
+            Just("naïve".to_owned()),
+            Just("users".to_owned()),
+            Just("a".repeat(200)),
+            Just("a".repeat(201)),
+            Just("a.".repeat(100)),
+            Just(String::new()),
+            "[a-z_.]{1,6}",
+        ];
+        let values = prop_oneof![
+            Just("1"),
+            Just("2"),
+            Just("-1"),
+            Just("+3"),
+            Just("1.5"),
+            Just("0"),
+            Just("-0"),
+            Just("1e308"),
+            Just("abc"),
+            Just("1:2:3"),
+            Just("1:-1"),
+            Just("alice"),
+            Just("a:b"),
+            Just(""),
+        ];
+        let kind = prop_oneof![
+            Just("c"),
+            Just("g"),
+            Just("ms"),
+            Just("h"),
+            Just("d"),
+            Just("s"),
+            Just("x"),
+        ];
+        let rate = prop_oneof![
+            Just(""),
+            Just(""),
+            Just("|@0.5"),
+            Just("|@0.1"),
+            Just("|@0.000001"),
+            Just("|@0"),
+            Just("|@2"),
+        ];
+        let tag = prop_oneof![
+            Just("a:1".to_owned()),
+            Just("a:2".to_owned()),
+            Just("b:x".to_owned()),
+            Just("le:1".to_owned()),
+            Just("Le:1".to_owned()),
+            Just("__x:1".to_owned()),
+            Just("a.b:1".to_owned()),
+            Just("a_b:2".to_owned()),
+            Just("1a:x".to_owned()),
+            Just("_:v".to_owned()),
+            Just("k".to_owned()),
+            Just(":v".to_owned()),
+            Just("url:http://x".to_owned()),
+            Just(format!("k:{}", "v".repeat(1025))),
+            Just(format!("{}:v", "k".repeat(129))),
+            Just(
+                (0..33)
+                    .map(|i| format!("t{i}:v"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            Just(
+                (0..33)
+                    .map(|i| format!("t.{i}:v"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            "[a-c.]{1,3}:[a-c]{0,2}",
+        ];
+        let tags = prop::collection::vec(tag, 0..4).prop_map(|t| {
+            if t.is_empty() {
+                String::new()
+            } else {
+                format!("|#{}", t.join(","))
+            }
+        });
+        (name, values, kind, rate, tags, any::<bool>()).prop_map(|(n, v, k, r, t, swap)| {
+            if swap {
+                format!("{n}:{v}|{k}{t}{r}|c:container")
+            } else {
+                format!("{n}:{v}|{k}{r}{t}")
+            }
+        })
+    }
+
+    fn packets() -> impl Strategy<Value = Vec<String>> {
+        let packet = prop::collection::vec(line(), 1..8).prop_map(|l| l.join("\n"));
+        prop::collection::vec(packet, 1..6)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// The borrowed StatsD path (`apply_statsd`) leaves exactly the state, counts and
+        /// rejects of the owned one (`parse_packet_into` + `apply`), and hands the same
+        /// samples to a sink.
+        #[test]
+        fn statsd_borrowed_path_matches_owned_path(packets in packets(), members in 1usize..4) {
+            let config = StatsdConfig::default();
+            let (owned_state, borrowed_state) = (state(members), state(members));
+            for p in &packets {
+                let mut samples = Vec::new();
+                let mut owned_rejects = RejectCounts::default();
+                let owned_lines =
+                    parse_packet_into(p.as_bytes(), &config, &mut samples, &mut owned_rejects);
+                let owned = owned_state.apply(Protocol::Statsd, &samples);
+
+                let mut scratch = SinkScratch::default();
+                let mut borrowed_rejects = RejectCounts::default();
+                let borrowed = borrowed_state.apply_statsd(
+                    Protocol::Statsd,
+                    p.as_bytes(),
+                    &config,
+                    &mut scratch,
+                    &mut borrowed_rejects,
+                );
+                prop_assert_eq!(owned, borrowed);
+                prop_assert_eq!(&owned_rejects, &borrowed_rejects);
+
+                let mut sunk = Vec::new();
+                let mut sunk_rejects = RejectCounts::default();
+                let sunk_lines =
+                    sink_packet(p.as_bytes(), &config, &mut sunk, &mut scratch, &mut sunk_rejects);
+                prop_assert_eq!(owned_lines, sunk_lines);
+                prop_assert_eq!(&samples, &sunk);
+                prop_assert_eq!(&owned_rejects, &sunk_rejects);
+            }
+            prop_assert_eq!(series(&owned_state), series(&borrowed_state));
+        }
+    }
+
+    #[test]
+    fn statsd_borrowed_path_matches_owned_path_on_edge_lines() {
+        let lines = [
+            "hits:1|c",
+            "hits:1.5|c",
+            "hits:1|c|@0.3",
+            "hits:-0|c",
+            "hits:1:-1|c",
+            "hits:1e308|c|@0.0001",
+            "api.hits:2|c|#a.b:1",
+            "lat:5|ms|@0.25|#a:1,a:2,b:3",
+            "lat:5|h|#le:1",
+            "lat:5|g|#le:1",
+            "lat:5|d|#Le:1,l.e:2",
+            "temp:+4|g",
+            "temp:-4|g",
+            "temp:7|g|@0.5",
+            "users:alice|s",
+            "users:bob|s",
+            "users:carol|s",
+            "users:a:b|s|#k",
+            "x:1|c|#__x:1",
+            "x:1|c|#1a:1",
+            "_e{1,1}:a|b",
+        ];
+        let config = StatsdConfig::default();
+        let (a, b) = (state(2), state(2));
+        for l in lines {
+            let mut samples = Vec::new();
+            let mut ra = RejectCounts::default();
+            parse_packet_into(l.as_bytes(), &config, &mut samples, &mut ra);
+            let applied_a = a.apply(Protocol::Statsd, &samples);
+            let mut rb = RejectCounts::default();
+            let applied_b = b.apply_statsd(
+                Protocol::Statsd,
+                l.as_bytes(),
+                &config,
+                &mut SinkScratch::default(),
+                &mut rb,
+            );
+            assert_eq!(applied_a, applied_b, "{l}");
+            assert_eq!(ra, rb, "{l}");
+        }
+        let (sa, sb) = (series(&a), series(&b));
+        assert!(sa.len() > 10);
+        assert_eq!(sa, sb);
+    }
 }

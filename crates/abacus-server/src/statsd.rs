@@ -7,8 +7,9 @@
 //! the sockets by their address (a hash of the 4-tuple), so the datagrams of one client
 //! always reach the same receiver and are applied in the order they arrived (a gauge set
 //! followed by a `+delta` from the same client cannot swap), while many clients are parsed
-//! on several cores. Each receiver parses datagrams with [`parse_packet_into`] and applies
-//! the samples; rejected lines are counted per reason in
+//! on several cores. Each receiver parses datagrams and applies each line as it is parsed
+//! ([`AppState::apply_statsd`]: names and tags are borrowed from the datagram unless they
+//! need sanitising); rejected lines are counted per reason in
 //! `abacus_ingest_rejects{protocol="statsd",reason=...}`. On shutdown the datagrams
 //! already queued in every socket are drained before the tasks end.
 //!
@@ -34,7 +35,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::app::AppState;
-use crate::ingest::statsd::parser::{RejectCounts, StatsdConfig, parse_packet_into};
+use crate::ingest::statsd::parser::{RejectCounts, SinkScratch, StatsdConfig};
 use crate::telemetry::Protocol;
 
 /// Largest UDP payload.
@@ -74,7 +75,7 @@ struct Receiver {
     state: AppState,
     protocol: Protocol,
     config: StatsdConfig,
-    samples: Vec<crate::ingest::Sample>,
+    scratch: SinkScratch,
     rejects: RejectCounts,
 }
 
@@ -84,7 +85,7 @@ impl Receiver {
             state,
             protocol,
             config: StatsdConfig::default(),
-            samples: Vec::new(),
+            scratch: SinkScratch::default(),
             rejects: RejectCounts::default(),
         }
     }
@@ -93,10 +94,14 @@ impl Receiver {
     fn packet(&mut self, data: &[u8]) {
         let t = self.state.telemetry();
         t.request(self.protocol);
-        self.samples.clear();
         self.rejects = RejectCounts::default();
-        parse_packet_into(data, &self.config, &mut self.samples, &mut self.rejects);
-        self.state.apply(self.protocol, &self.samples);
+        self.state.apply_statsd(
+            self.protocol,
+            data,
+            &self.config,
+            &mut self.scratch,
+            &mut self.rejects,
+        );
         for (reason, n) in self.rejects.iter() {
             t.rejects(self.protocol, reason.as_str(), n);
         }

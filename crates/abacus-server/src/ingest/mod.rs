@@ -264,6 +264,11 @@ pub fn is_valid_label_name(name: &str) -> bool {
 
 fn sanitize(name: &str, allow_colon: bool) -> String {
     let mut out = String::with_capacity(name.len() + 1);
+    sanitize_into(name, allow_colon, &mut out);
+    out
+}
+
+fn sanitize_into(name: &str, allow_colon: bool, out: &mut String) {
     if name.as_bytes().first().is_some_and(u8::is_ascii_digit) {
         out.push('_');
     }
@@ -274,7 +279,6 @@ fn sanitize(name: &str, allow_colon: bool) -> String {
             out.push('_');
         }
     }
-    out
 }
 
 /// Whether [`sanitize_label_name`] returns `name` unchanged (the caller can borrow it).
@@ -300,6 +304,11 @@ pub fn metric_name_is_sanitized(name: &str) -> bool {
 #[must_use]
 pub fn sanitize_metric_name(name: &str) -> String {
     sanitize(name, true)
+}
+
+/// [`sanitize_metric_name`] appended to `out` (reuse one buffer instead of allocating).
+pub fn sanitize_metric_name_into(name: &str, out: &mut String) {
+    sanitize_into(name, true, out);
 }
 
 /// Like [`sanitize_metric_name`] but for label names (`:` is replaced too).

@@ -43,8 +43,13 @@
 //!
 //! A rejected line never affects other lines of the same packet.
 
-use crate::ingest::{Limits, Sample, SampleValue, is_valid_label_name, normalize_labels};
-use crate::ingest::{sanitize_label_name, sanitize_metric_name};
+use crate::ingest::otlp::convert::SampleSink;
+use crate::ingest::{LabelRefs, Limits, Sample, SampleValue, ValidationError};
+use crate::ingest::{
+    check_histogram_label_refs, label_name_is_sanitized, metric_name_is_sanitized,
+};
+use crate::ingest::{is_valid_label_name, normalize_label_refs, normalize_labels};
+use crate::ingest::{sanitize_label_name, sanitize_metric_name, sanitize_metric_name_into};
 
 /// Smallest accepted `@rate`: a timer line then counts as at most 10^6 observations and a
 /// counter increment is multiplied by at most 10^6. (Fuzzing found that `@1e-300` made one
@@ -382,12 +387,7 @@ impl StatsdLine<'_> {
             }
             labels.push((key, (*v).to_owned()));
         }
-        let labels = normalize_labels(labels, limits).map_err(|e| match e {
-            crate::ingest::ValidationError::TooManyLabels { .. } => RejectReason::TooManyTags,
-            crate::ingest::ValidationError::LabelNameTooLong { .. }
-            | crate::ingest::ValidationError::LabelValueTooLong { .. } => RejectReason::TagTooLong,
-            _ => RejectReason::BadTag,
-        })?;
+        let labels = normalize_labels(labels, limits).map_err(tag_reject)?;
         if matches!(
             self.metric_type,
             MetricType::Timer | MetricType::Histogram | MetricType::Distribution
@@ -434,6 +434,115 @@ impl StatsdLine<'_> {
         let n = converted.len();
         out.extend(converted);
         Ok(n)
+    }
+}
+
+/// The [`RejectReason`] of a label normalisation error.
+fn tag_reject(e: ValidationError) -> RejectReason {
+    match e {
+        ValidationError::TooManyLabels { .. } => RejectReason::TooManyTags,
+        ValidationError::LabelNameTooLong { .. } | ValidationError::LabelValueTooLong { .. } => {
+            RejectReason::TagTooLong
+        }
+        _ => RejectReason::BadTag,
+    }
+}
+
+/// What [`StatsdLine::sink_borrowed`] did with a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Borrowed {
+    /// The line was accepted; this many samples went to the sink.
+    Sunk(usize),
+    /// A tag key needs sanitising: nothing was done, use [`StatsdLine::to_samples`].
+    NeedsSanitizing,
+}
+
+impl StatsdLine<'_> {
+    /// [`StatsdLine::to_samples`] without owned samples, for a line whose tag keys are
+    /// already clean (sanitising leaves them unchanged): hands each sample to `sink` with
+    /// the labels borrowed from the line and the name borrowed from it too, or, when it
+    /// needs sanitising (`api.requests`), sanitised into `name_buf` (reused, so no
+    /// allocation per line). Same checks, in the same order, with the same
+    /// [`RejectReason`]s and the same samples as `to_samples`; on error nothing reaches
+    /// `sink`.
+    ///
+    /// # Errors
+    /// The [`RejectReason`] for a line that violates a limit or semantic rule.
+    pub fn sink_borrowed(
+        &self,
+        config: &StatsdConfig,
+        name_buf: &mut String,
+        sink: &mut impl SampleSink,
+    ) -> Result<Borrowed, RejectReason> {
+        // Decided before any check, so a line that falls back gets every check (and
+        // their order) from `to_samples`.
+        if !self.tags.iter().all(|(k, _)| label_name_is_sanitized(k)) {
+            return Ok(Borrowed::NeedsSanitizing);
+        }
+        let limits = &config.limits;
+        let name = if metric_name_is_sanitized(self.name) {
+            self.name
+        } else {
+            name_buf.clear();
+            sanitize_metric_name_into(self.name, name_buf);
+            name_buf.as_str()
+        };
+        if name.len() > limits.max_name_len {
+            return Err(RejectReason::NameTooLong);
+        }
+        let mut labels: LabelRefs<'_> = LabelRefs::with_capacity(self.tags.len());
+        for &(k, v) in &self.tags {
+            if !is_valid_label_name(k) {
+                return Err(RejectReason::BadTag);
+            }
+            labels.push((k, v));
+        }
+        normalize_label_refs(&mut labels, limits).map_err(tag_reject)?;
+        if matches!(
+            self.metric_type,
+            MetricType::Timer | MetricType::Histogram | MetricType::Distribution
+        ) && check_histogram_label_refs(&labels).is_err()
+        {
+            return Err(RejectReason::BadTag);
+        }
+
+        let rate = self.sample_rate.unwrap_or(1.0);
+        // Only counters can fail per value; check them all first (in order, like
+        // `to_samples`) so a rejected line sends nothing.
+        if self.metric_type == MetricType::Counter {
+            for v in &self.values {
+                if let StatsdValue::Number(n) | StatsdValue::Relative(n) = *v {
+                    if n < 0.0 {
+                        return Err(RejectReason::NegativeCounter);
+                    }
+                    if !(n / rate + 0.0).is_finite() {
+                        return Err(RejectReason::BadValue);
+                    }
+                }
+            }
+        }
+        for v in &self.values {
+            let value = match (self.metric_type, *v) {
+                (_, StatsdValue::Member(m)) => SampleValue::SetMember(m.to_owned()),
+                (MetricType::Counter, StatsdValue::Number(n) | StatsdValue::Relative(n)) => {
+                    SampleValue::Counter(n / rate + 0.0) // `+ 0.0` turns -0.0 into 0.0
+                }
+                (MetricType::Gauge, StatsdValue::Relative(n)) => SampleValue::GaugeAdd(n),
+                (MetricType::Gauge, StatsdValue::Number(n)) => SampleValue::Gauge(n),
+                (
+                    MetricType::Timer | MetricType::Histogram | MetricType::Distribution,
+                    StatsdValue::Number(n) | StatsdValue::Relative(n),
+                ) => SampleValue::Observe {
+                    value: n,
+                    count: observe_count(rate),
+                },
+                (MetricType::Set, StatsdValue::Number(n) | StatsdValue::Relative(n)) => {
+                    SampleValue::SetMember(n.to_string())
+                }
+            };
+            sink.sample(name, &labels, value);
+        }
+        Ok(Borrowed::Sunk(self.values.len()))
     }
 }
 
@@ -504,6 +613,56 @@ pub fn parse_packet_into(
     for_each_line(packet, |_, line| match parse_one(line, config, samples) {
         Ok(_) => accepted += 1,
         Err(reason) => rejects.record(reason),
+    });
+    accepted
+}
+
+/// Buffers [`sink_packet`] reuses between packets (keep one per receiver).
+#[derive(Debug, Default)]
+pub struct SinkScratch {
+    /// A sanitised metric name.
+    name: String,
+    /// The owned samples of a line whose tag keys need sanitising.
+    samples: Vec<Sample>,
+}
+
+/// [`parse_packet_into`] handing the samples to `sink` line by line, in input order:
+/// lines with clean tag keys go through [`StatsdLine::sink_borrowed`] (no owned
+/// [`Sample`]; a name that needs sanitising is sanitised into `scratch`), the others
+/// through [`StatsdLine::to_samples`] into `scratch` and then to `sink`. `sink` sees the same samples, in the same order, and `rejects` the
+/// same counts as with `parse_packet_into`. Returns the number of accepted lines.
+pub fn sink_packet(
+    packet: &[u8],
+    config: &StatsdConfig,
+    sink: &mut impl SampleSink,
+    scratch: &mut SinkScratch,
+    rejects: &mut RejectCounts,
+) -> usize {
+    let mut accepted = 0;
+    for_each_line(packet, |_, line| {
+        let result = parse_line(line, config).and_then(|l| {
+            match l.sink_borrowed(config, &mut scratch.name, sink)? {
+                Borrowed::Sunk(n) => Ok(n),
+                Borrowed::NeedsSanitizing => {
+                    let owned = &mut scratch.samples;
+                    owned.clear();
+                    let n = l.to_samples(config, owned)?;
+                    for s in owned.drain(..) {
+                        let labels: LabelRefs<'_> = s
+                            .labels
+                            .iter()
+                            .map(|(k, v)| (k.as_str(), v.as_str()))
+                            .collect();
+                        sink.sample(&s.name, &labels, s.value);
+                    }
+                    Ok(n)
+                }
+            }
+        });
+        match result {
+            Ok(_) => accepted += 1,
+            Err(reason) => rejects.record(reason),
+        }
     });
     accepted
 }
