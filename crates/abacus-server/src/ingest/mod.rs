@@ -360,14 +360,23 @@ pub fn normalize_labels(
             false
         }
     });
-    let out = labels;
-    if out.len() > limits.max_labels {
+    check_labels(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())), limits)?;
+    Ok(labels)
+}
+
+/// The checks [`normalize_labels`] and [`normalize_label_refs`] make on sorted, deduplicated
+/// labels: their number, then each name and value, in order.
+fn check_labels<'a>(
+    labels: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+    limits: &Limits,
+) -> Result<(), ValidationError> {
+    if labels.len() > limits.max_labels {
         return Err(ValidationError::TooManyLabels {
-            count: out.len(),
+            count: labels.len(),
             max: limits.max_labels,
         });
     }
-    for (name, value) in &out {
+    for (name, value) in labels {
         if name.is_empty() {
             return Err(ValidationError::EmptyLabelName);
         }
@@ -378,17 +387,17 @@ pub fn normalize_labels(
             });
         }
         if !is_valid_label_name(name) {
-            return Err(ValidationError::InvalidLabelName(name.clone()));
+            return Err(ValidationError::InvalidLabelName(name.to_owned()));
         }
         if value.len() > limits.max_label_value_len {
             return Err(ValidationError::LabelValueTooLong {
-                name: name.clone(),
+                name: name.to_owned(),
                 len: value.len(),
                 max: limits.max_label_value_len,
             });
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Borrowed label pairs, on the stack for up to 8 labels.
@@ -415,34 +424,7 @@ pub fn normalize_label_refs(
         }
     }
     labels.truncate(kept);
-    if labels.len() > limits.max_labels {
-        return Err(ValidationError::TooManyLabels {
-            count: labels.len(),
-            max: limits.max_labels,
-        });
-    }
-    for &(name, value) in labels.iter() {
-        if name.is_empty() {
-            return Err(ValidationError::EmptyLabelName);
-        }
-        if name.len() > limits.max_label_name_len {
-            return Err(ValidationError::LabelNameTooLong {
-                len: name.len(),
-                max: limits.max_label_name_len,
-            });
-        }
-        if !is_valid_label_name(name) {
-            return Err(ValidationError::InvalidLabelName(name.to_owned()));
-        }
-        if value.len() > limits.max_label_value_len {
-            return Err(ValidationError::LabelValueTooLong {
-                name: name.to_owned(),
-                len: value.len(),
-                max: limits.max_label_value_len,
-            });
-        }
-    }
-    Ok(())
+    check_labels(labels.iter().copied(), limits)
 }
 
 #[cfg(test)]

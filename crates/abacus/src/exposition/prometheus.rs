@@ -478,27 +478,11 @@ mod tests {
     use proptest::prelude::*;
 
     mod reference {
-        use super::super::{Format, RenderOptions, escape_label_value, label_name, metric_name};
+        use super::super::{Format, RenderOptions, escape_label_value, family_name, label_name};
         use crate::histogram::HistogramSnapshot;
         use crate::snapshot::{SeriesSnapshot, Snapshot, Unit, Value};
         use std::collections::BTreeMap;
         use std::fmt::Write;
-
-        fn family_name(s: &SeriesSnapshot, prefix: &str) -> String {
-            let mut name = metric_name(&format!("{prefix}{}", s.key.name()));
-            if let Some(suffix) = s.unit.prometheus_suffix() {
-                if !name.ends_with(suffix) {
-                    name.push('_');
-                    name.push_str(suffix);
-                }
-            }
-            if matches!(s.value, Value::Counter(_) | Value::FloatCounter(_)) {
-                if let Some(stripped) = name.strip_suffix("_total") {
-                    name = stripped.to_owned();
-                }
-            }
-            name
-        }
 
         /// `{a="1",b="2"` without the closing brace, or empty.
         fn label_prefix(s: &SeriesSnapshot) -> String {
