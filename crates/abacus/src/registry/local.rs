@@ -222,9 +222,8 @@ impl Drop for ShardLease {
 #[derive(Debug)]
 pub(crate) struct LocalShard {
     registry_id: u64,
-    registry: Weak<Inner>,
-    pub(crate) shard: usize,
-    /// This thread's ownership of `shard`, shared with its `LocalHistogram`s.
+    /// This thread's ownership of its shard id of the registry (which it also names),
+    /// shared with its `LocalHistogram`s.
     pub(crate) lease: Rc<ShardLease>,
     /// The registry's eviction epoch when the caches were last swept.
     epoch: u64,
@@ -244,6 +243,12 @@ pub(crate) struct LocalShard {
 }
 
 impl LocalShard {
+    /// This thread's shard id of the registry.
+    #[inline]
+    pub(crate) fn shard(&self) -> usize {
+        self.lease.shard
+    }
+
     /// The front-cache entry for `service` in `slot` (its [`recent_slot`]), if it holds
     /// that service's live cell.
     #[inline(always)]
@@ -424,15 +429,12 @@ fn switch(set: &mut LocalSet, inner: &Arc<Inner>) {
         Some(pos) => set.others.swap_remove(pos),
         None => {
             // Forget shards of registries that no longer exist.
-            set.others.retain(|s| s.registry.strong_count() > 0);
-            let shard = IdPool::acquire(&inner.shards);
+            set.others.retain(|s| s.lease.registry.strong_count() > 0);
             LocalShard {
                 registry_id: inner.id,
-                registry: Arc::downgrade(inner),
-                shard,
                 lease: Rc::new(ShardLease {
                     registry: Arc::downgrade(inner),
-                    shard,
+                    shard: IdPool::acquire(&inner.shards),
                 }),
                 // Relaxed: see `sweep_if_evicted`.
                 epoch: inner.evict_epoch.load(Ordering::Relaxed),
@@ -465,7 +467,7 @@ mod tests {
             let local = handle.local();
             local.record(1);
             let shard = LOCAL.with(|l| l.borrow_mut().current.take()).unwrap();
-            let id = shard.shard;
+            let id = shard.shard();
             drop(shard);
             let free = |id| sync::lock(&inner.shards).free.iter().any(|r| r.0 == id);
             assert!(!free(id), "released while a local handle holds it");

@@ -301,9 +301,12 @@ impl Registry {
         }
         let labels = [("service", service)];
         let key = KeyRef::new(&self.inner.config.latency_metric, &labels);
-        if let Some((cell, cacheable)) =
-            self.local_cell(local.shard, key, MetricKind::Histogram, Unit::Milliseconds)
-        {
+        if let Some((cell, cacheable)) = self.local_cell(
+            local.shard(),
+            key,
+            MetricKind::Histogram,
+            Unit::Milliseconds,
+        ) {
             cell.observe_u64::<false>(latency_ms, 1);
             if cacheable {
                 local.cache_latency(service, cell, slot);
@@ -557,7 +560,7 @@ impl Registry {
                 }
                 local.keyed.remove(&key);
             }
-            match self.local_cell(local.shard, key, kind, unit) {
+            match self.local_cell(local.shard(), key, kind, unit) {
                 Some((cell, cacheable)) => {
                     op(&cell, false);
                     if cacheable {
@@ -675,7 +678,7 @@ impl HandleTarget {
                     return true;
                 }
             }
-            let Some(cell) = series.cell(local.shard, self.registry.config.scale) else {
+            let Some(cell) = series.cell(local.shard(), self.registry.config.scale) else {
                 return false;
             };
             op(&cell, false);
@@ -704,7 +707,7 @@ impl HandleTarget {
                 Some(Some(c)) if c.series_id == series.id => c.clone(),
                 _ => {
                     // `None` only for an evicted series, which a live handle prevents.
-                    let cell = series.cell(local.shard, self.registry.config.scale)?;
+                    let cell = series.cell(local.shard(), self.registry.config.scale)?;
                     if local.by_slot.len() <= series.slot {
                         local.by_slot.resize(series.slot + 1, None);
                     }
