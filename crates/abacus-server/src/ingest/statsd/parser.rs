@@ -399,32 +399,7 @@ impl StatsdLine<'_> {
         let rate = self.sample_rate.unwrap_or(1.0);
         let mut converted = Vec::with_capacity(self.values.len());
         for v in &self.values {
-            let value = match (self.metric_type, *v) {
-                (_, StatsdValue::Member(m)) => SampleValue::SetMember(m.to_owned()),
-                (MetricType::Counter, StatsdValue::Number(n) | StatsdValue::Relative(n)) => {
-                    if n < 0.0 {
-                        return Err(RejectReason::NegativeCounter);
-                    }
-                    let scaled = n / rate + 0.0; // `+ 0.0` turns -0.0 into 0.0
-                    if !scaled.is_finite() {
-                        return Err(RejectReason::BadValue);
-                    }
-                    SampleValue::Counter(scaled)
-                }
-                (MetricType::Gauge, StatsdValue::Relative(n)) => SampleValue::GaugeAdd(n),
-                (MetricType::Gauge, StatsdValue::Number(n)) => SampleValue::Gauge(n),
-                (
-                    MetricType::Timer | MetricType::Histogram | MetricType::Distribution,
-                    StatsdValue::Number(n) | StatsdValue::Relative(n),
-                ) => SampleValue::Observe {
-                    value: n,
-                    count: observe_count(rate),
-                },
-                // A set line always carries `Member`, handled above.
-                (MetricType::Set, StatsdValue::Number(n) | StatsdValue::Relative(n)) => {
-                    SampleValue::SetMember(n.to_string())
-                }
-            };
+            let value = sample_value(self.metric_type, *v, rate)?;
             converted.push(Sample {
                 name: name.clone(),
                 labels: labels.clone(),
@@ -511,39 +486,51 @@ impl StatsdLine<'_> {
         // `to_samples`) so a rejected line sends nothing.
         if self.metric_type == MetricType::Counter {
             for v in &self.values {
-                if let StatsdValue::Number(n) | StatsdValue::Relative(n) = *v {
-                    if n < 0.0 {
-                        return Err(RejectReason::NegativeCounter);
-                    }
-                    if !(n / rate + 0.0).is_finite() {
-                        return Err(RejectReason::BadValue);
-                    }
-                }
+                sample_value(self.metric_type, *v, rate)?;
             }
         }
         for v in &self.values {
-            let value = match (self.metric_type, *v) {
-                (_, StatsdValue::Member(m)) => SampleValue::SetMember(m.to_owned()),
-                (MetricType::Counter, StatsdValue::Number(n) | StatsdValue::Relative(n)) => {
-                    SampleValue::Counter(n / rate + 0.0) // `+ 0.0` turns -0.0 into 0.0
-                }
-                (MetricType::Gauge, StatsdValue::Relative(n)) => SampleValue::GaugeAdd(n),
-                (MetricType::Gauge, StatsdValue::Number(n)) => SampleValue::Gauge(n),
-                (
-                    MetricType::Timer | MetricType::Histogram | MetricType::Distribution,
-                    StatsdValue::Number(n) | StatsdValue::Relative(n),
-                ) => SampleValue::Observe {
-                    value: n,
-                    count: observe_count(rate),
-                },
-                (MetricType::Set, StatsdValue::Number(n) | StatsdValue::Relative(n)) => {
-                    SampleValue::SetMember(n.to_string())
-                }
-            };
+            // Cannot fail here: only counter values can, and they were all checked above.
+            let value = sample_value(self.metric_type, *v, rate)?;
             sink.sample(name, &labels, value);
         }
         Ok(Borrowed::Sunk(self.values.len()))
     }
+}
+
+/// The sample of one value of a line of type `metric_type` sampled at `rate`. Only a
+/// counter value can be refused: negative, or not finite once scaled by the rate.
+fn sample_value(
+    metric_type: MetricType,
+    v: StatsdValue<'_>,
+    rate: f64,
+) -> Result<SampleValue, RejectReason> {
+    Ok(match (metric_type, v) {
+        (_, StatsdValue::Member(m)) => SampleValue::SetMember(m.to_owned()),
+        (MetricType::Counter, StatsdValue::Number(n) | StatsdValue::Relative(n)) => {
+            if n < 0.0 {
+                return Err(RejectReason::NegativeCounter);
+            }
+            let scaled = n / rate + 0.0; // `+ 0.0` turns -0.0 into 0.0
+            if !scaled.is_finite() {
+                return Err(RejectReason::BadValue);
+            }
+            SampleValue::Counter(scaled)
+        }
+        (MetricType::Gauge, StatsdValue::Relative(n)) => SampleValue::GaugeAdd(n),
+        (MetricType::Gauge, StatsdValue::Number(n)) => SampleValue::Gauge(n),
+        (
+            MetricType::Timer | MetricType::Histogram | MetricType::Distribution,
+            StatsdValue::Number(n) | StatsdValue::Relative(n),
+        ) => SampleValue::Observe {
+            value: n,
+            count: observe_count(rate),
+        },
+        // A set line always carries `Member`, handled above.
+        (MetricType::Set, StatsdValue::Number(n) | StatsdValue::Relative(n)) => {
+            SampleValue::SetMember(n.to_string())
+        }
+    })
 }
 
 /// `round(1/rate)`, at least 1. `rate` is in `[MIN_SAMPLE_RATE, 1]`, so at most 10^6.
