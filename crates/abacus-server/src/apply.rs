@@ -567,14 +567,7 @@ mod tests {
     use super::*;
 
     fn sample(name: &str, labels: &[(&str, &str)], value: SampleValue) -> Sample {
-        Sample {
-            name: name.to_owned(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            value,
-        }
+        Sample::from_refs(name, labels, value)
     }
 
     fn applier() -> Applier {

@@ -37,6 +37,21 @@ pub struct Sample {
     pub value: SampleValue,
 }
 
+impl Sample {
+    /// An owned sample from borrowed parts (`labels` already normalised).
+    #[must_use]
+    pub fn from_refs(name: &str, labels: &[(&str, &str)], value: SampleValue) -> Sample {
+        Sample {
+            name: name.to_owned(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            value,
+        }
+    }
+}
+
 /// The operation a [`Sample`] applies to its series.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SampleValue {

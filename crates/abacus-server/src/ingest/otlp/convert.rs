@@ -133,14 +133,7 @@ pub trait SampleSink {
 /// Collects owned [`Sample`]s (what [`convert_request`] returns).
 impl SampleSink for Vec<Sample> {
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: SampleValue) {
-        self.push(Sample {
-            name: name.to_owned(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            value,
-        });
+        self.push(Sample::from_refs(name, labels, value));
     }
 }
 
