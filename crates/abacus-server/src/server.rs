@@ -30,6 +30,8 @@ pub struct Server {
     otlp_http: Option<TcpListener>,
     otlp_grpc: Option<TcpListener>,
     statsd: Option<UdpSocket>,
+    /// The other sockets of the StatsD `SO_REUSEPORT` group, bound with `statsd`.
+    statsd_more: Vec<UdpSocket>,
     statsd_recv_buffer: usize,
     statsd_tcp: Option<TcpListener>,
 }
@@ -75,6 +77,9 @@ impl Server {
                 (Some(sock), granted)
             }
         };
+        let statsd_more = statsd.as_ref().map_or_else(Vec::new, |first| {
+            statsd::bind_more(first, state.config().limits.statsd_recv_buffer_bytes)
+        });
         let statsd_tcp = bind_tcp("StatsD/TCP", listen.statsd_tcp).await?;
         Ok(Server {
             state,
@@ -82,6 +87,7 @@ impl Server {
             otlp_http,
             otlp_grpc,
             statsd,
+            statsd_more,
             statsd_recv_buffer,
             statsd_tcp,
         })
@@ -129,6 +135,7 @@ impl Server {
             otlp_http,
             otlp_grpc,
             statsd,
+            statsd_more,
             statsd_recv_buffer,
             statsd_tcp,
         } = self;
@@ -202,8 +209,10 @@ impl Server {
                 "StatsD listening"
             );
             let (st, rx) = (state.clone(), stop_rx.clone());
+            let mut sockets = vec![sock];
+            sockets.extend(statsd_more);
             tasks.spawn(async move {
-                statsd::run(sock, st, rx).await;
+                statsd::run(sockets, st, rx).await;
                 Ok(())
             });
         }

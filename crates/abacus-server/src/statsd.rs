@@ -180,15 +180,19 @@ fn receivers() -> usize {
         .clamp(1, MAX_RECEIVERS)
 }
 
-/// Receives until `shutdown` turns true, then drains what is queued and returns. Binds
-/// the extra receivers' sockets on `socket`'s address first (one receiver if that fails).
-pub(crate) async fn run(socket: UdpSocket, state: AppState, shutdown: watch::Receiver<bool>) {
-    let mut sockets = vec![socket];
-    if let Ok(addr) = sockets[0].local_addr() {
-        let buffer = state.config().limits.statsd_recv_buffer_bytes;
+/// Binds the other receivers' sockets on `first`'s address (none more if that fails).
+///
+/// Called at start-up, right after `first` is bound and before its address is known to
+/// anyone: the kernel picks a socket of the `SO_REUSEPORT` group by hashing a datagram's
+/// addresses over the group *as it is then*, so a socket joining later would move some
+/// clients from one receiver to another between two of their datagrams, and a client's
+/// datagrams could be applied out of order.
+pub(crate) fn bind_more(first: &UdpSocket, buffer: usize) -> Vec<UdpSocket> {
+    let mut more = Vec::new();
+    if let Ok(addr) = first.local_addr() {
         for _ in 1..receivers() {
             match bind(addr, buffer).and_then(|(s, _)| UdpSocket::from_std(s)) {
-                Ok(s) => sockets.push(s),
+                Ok(s) => more.push(s),
                 Err(e) => {
                     tracing::warn!(error = %e, "could not bind another StatsD receiver");
                     break;
@@ -196,6 +200,12 @@ pub(crate) async fn run(socket: UdpSocket, state: AppState, shutdown: watch::Rec
             }
         }
     }
+    more
+}
+
+/// Receives on every socket of the group (from [`bind`] and [`bind_more`]) until
+/// `shutdown` turns true, then drains what is queued and returns.
+pub(crate) async fn run(sockets: Vec<UdpSocket>, state: AppState, shutdown: watch::Receiver<bool>) {
     tracing::debug!(receivers = sockets.len(), "StatsD receivers");
     let mut tasks = JoinSet::new();
     for socket in sockets {
