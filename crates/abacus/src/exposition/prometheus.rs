@@ -24,8 +24,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
-use crate::histogram::HistogramSnapshot;
-use crate::snapshot::{SeriesSnapshot, Snapshot, Unit, Value};
+use crate::Registry;
+use crate::histogram::{HistogramSnapshot, HistogramView};
+use crate::key::Key;
+use crate::registry::{CollectScratch, MetricKind, Series, read_cumulative};
+use crate::snapshot::{SeriesSnapshot, Snapshot, Unit, Value, ValueRef};
 
 /// Text format to render.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -115,15 +118,22 @@ pub fn escape_label_value(raw: &str, out: &mut String) {
     }
 }
 
+#[cfg(test)]
 fn family_name(s: &SeriesSnapshot, prefix: &str) -> String {
-    let mut name = metric_name(&format!("{prefix}{}", s.key.name()));
-    if let Some(suffix) = s.unit.prometheus_suffix() {
+    let counter = matches!(s.value, Value::Counter(_) | Value::FloatCounter(_));
+    family_name_of(s.key.name(), s.unit, counter, prefix)
+}
+
+/// The sanitised family name of series `raw` with `unit` (`counter`: without `_total`).
+fn family_name_of(raw: &str, unit: Unit, counter: bool, prefix: &str) -> String {
+    let mut name = metric_name(&format!("{prefix}{raw}"));
+    if let Some(suffix) = unit.prometheus_suffix() {
         if !name.ends_with(suffix) {
             name.push('_');
             name.push_str(suffix);
         }
     }
-    if matches!(s.value, Value::Counter(_) | Value::FloatCounter(_)) {
+    if counter {
         // The family is the name without `_total`; samples carry the suffix.
         if let Some(stripped) = name.strip_suffix("_total") {
             name = stripped.to_owned();
@@ -144,9 +154,9 @@ fn label_name_is_clean(raw: &str) -> bool {
 
 /// Writes `{a="1",b="2"` (without the closing brace, nothing without labels) into `out`,
 /// replacing its contents.
-fn label_prefix_into(s: &SeriesSnapshot, out: &mut String) {
+fn label_prefix_into(key: &Key, out: &mut String) {
     out.clear();
-    for (i, (k, v)) in s.key.labels().iter().enumerate() {
+    for (i, (k, v)) in key.labels().iter().enumerate() {
         out.push(if i == 0 { '{' } else { ',' });
         if label_name_is_clean(k) {
             out.push_str(k);
@@ -288,7 +298,7 @@ fn write_histogram<'a>(
     out: &mut String,
     name: &str,
     labels: &str,
-    h: &HistogramSnapshot,
+    h: &HistogramView<'_>,
     unit: Unit,
     bounds: &'a [f64],
     scratch: &mut Scratch<'a>,
@@ -367,8 +377,77 @@ fn write_histogram<'a>(
     }
 }
 
+/// A family's sample type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl Kind {
+    fn of_value(v: &Value) -> Kind {
+        match v {
+            Value::Counter(_) | Value::FloatCounter(_) => Kind::Counter,
+            Value::Gauge(_) => Kind::Gauge,
+            Value::Histogram(_) => Kind::Histogram,
+        }
+    }
+
+    fn of_metric(k: MetricKind) -> Kind {
+        match k {
+            MetricKind::Counter | MetricKind::FloatCounter => Kind::Counter,
+            MetricKind::Gauge => Kind::Gauge,
+            MetricKind::Histogram | MetricKind::FloatHistogram => Kind::Histogram,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
+}
+
+/// What grouping needs of a series before its value is read.
+struct Head<'s> {
+    key: &'s Key,
+    unit: Unit,
+    kind: Kind,
+    /// An integer histogram (its classic boundaries are `integer_buckets`).
+    integers: bool,
+}
+
+/// Reads the value of series `i` (an index into the heads) when its lines are written.
+trait Values {
+    fn read(&mut self, i: usize) -> ValueRef<'_>;
+}
+
+/// The values of a snapshot.
+struct SnapshotValues<'s>(&'s [SeriesSnapshot]);
+
+impl Values for SnapshotValues<'_> {
+    fn read(&mut self, i: usize) -> ValueRef<'_> {
+        self.0[i].value.as_ref()
+    }
+}
+
+/// The cumulative values of a registry's series, read one at a time into a scratch.
+struct RegistryValues<'s> {
+    series: &'s [std::sync::Arc<Series>],
+    scratch: CollectScratch,
+}
+
+impl Values for RegistryValues<'_> {
+    fn read(&mut self, i: usize) -> ValueRef<'_> {
+        read_cumulative(&self.series[i], &mut self.scratch)
+    }
+}
+
 /// Bytes a series' lines take, roughly (to size the output once).
-fn estimate(s: &SeriesSnapshot, name_len: usize, opts: &RenderOptions) -> usize {
+fn estimate(s: &Head<'_>, name_len: usize, opts: &RenderOptions) -> usize {
     let labels: usize = s
         .key
         .labels()
@@ -376,9 +455,9 @@ fn estimate(s: &SeriesSnapshot, name_len: usize, opts: &RenderOptions) -> usize 
         .map(|(k, v)| k.len() + v.len() + 4)
         .sum();
     let line = name_len + labels + 16;
-    match &s.value {
-        Value::Histogram(h) => {
-            let bounds = if h.integers {
+    match s.kind {
+        Kind::Histogram => {
+            let bounds = if s.integers {
                 opts.integer_buckets.len()
             } else {
                 opts.float_buckets.len()
@@ -391,28 +470,71 @@ fn estimate(s: &SeriesSnapshot, name_len: usize, opts: &RenderOptions) -> usize 
 
 /// Renders a snapshot (normally cumulative: Prometheus expects counters since start).
 pub fn render(snapshot: &Snapshot, opts: &RenderOptions) -> String {
+    let heads = snapshot.series.iter().map(|s| Head {
+        key: &s.key,
+        unit: s.unit,
+        kind: Kind::of_value(&s.value),
+        integers: matches!(&s.value, Value::Histogram(h) if h.integers),
+    });
+    render_from(heads, &mut SnapshotValues(&snapshot.series), opts)
+}
+
+/// Renders the cumulative state of `registry`: the same text as
+/// `render(&registry.snapshot(), opts)`, without building the snapshot. Each series is
+/// read (as the snapshot reads it) when its lines are written, into one scratch reused
+/// for every series, so no per-series histogram is allocated.
+///
+/// ```
+/// use abacus::exposition::prometheus::{render, render_registry};
+/// let registry = abacus::Registry::new();
+/// registry.record_latency("api", 12);
+/// let opts = Default::default();
+/// assert_eq!(render_registry(&registry, &opts), render(&registry.snapshot(), &opts));
+/// ```
+pub fn render_registry(registry: &Registry, opts: &RenderOptions) -> String {
+    let (series, scratch) = registry.cumulative_walk();
+    let heads = series.iter().map(|s| Head {
+        key: &s.key,
+        unit: s.unit,
+        kind: Kind::of_metric(s.kind),
+        integers: s.kind == MetricKind::Histogram,
+    });
+    let mut values = RegistryValues {
+        series: &series,
+        scratch,
+    };
+    render_from(heads, &mut values, opts)
+}
+
+/// Renders series `heads` (in order), reading their values from `values`.
+fn render_from<'s>(
+    heads: impl Iterator<Item = Head<'s>>,
+    values: &mut impl Values,
+    opts: &RenderOptions,
+) -> String {
     // Group by sanitised family name so each family's samples are contiguous and its TYPE
     // line appears once, even when two raw names sanitise to the same family. The family
     // name is computed once per (raw name, unit, counter or not), not once per series.
     type RawFamily<'s> = (&'s str, Unit, bool);
     let mut by_raw: HashMap<RawFamily<'_>, usize, foldhash::fast::RandomState> = HashMap::default();
     let mut by_name: BTreeMap<String, usize> = BTreeMap::new();
-    let mut families: Vec<(String, Vec<&SeriesSnapshot>)> = Vec::new();
+    // Per family: name, kind of its first series, and its series as (index, head).
+    let mut families: Vec<(String, Kind, Vec<(usize, Head<'s>)>)> = Vec::new();
     let mut capacity = 16;
-    for s in &snapshot.series {
-        let counter = matches!(s.value, Value::Counter(_) | Value::FloatCounter(_));
+    for (i, s) in heads.enumerate() {
+        let counter = s.kind == Kind::Counter;
         let slot = *by_raw
             .entry((s.key.name(), s.unit, counter))
             .or_insert_with(|| {
-                let name = family_name(s, &opts.prefix);
+                let name = family_name_of(s.key.name(), s.unit, counter, &opts.prefix);
                 *by_name.entry(name.clone()).or_insert_with(|| {
-                    families.push((name, Vec::new()));
+                    families.push((name, s.kind, Vec::new()));
                     families.len() - 1
                 })
             });
         let family = &mut families[slot];
-        capacity += estimate(s, family.0.len(), opts);
-        family.1.push(s);
+        capacity += estimate(&s, family.0.len(), opts);
+        family.2.push((i, s));
     }
     let mut out = String::with_capacity(capacity);
     let mut labels = String::new();
@@ -422,42 +544,42 @@ pub fn render(snapshot: &Snapshot, opts: &RenderOptions) -> String {
         bucket: String::new(),
     };
     for &slot in by_name.values() {
-        let (name, series) = &families[slot];
-        let kind = match series[0].value {
-            Value::Counter(_) | Value::FloatCounter(_) => "counter",
-            Value::Gauge(_) => "gauge",
-            Value::Histogram(_) => "histogram",
-        };
-        let type_name = if kind == "counter" && opts.format == Format::Text004 {
-            format!("{name}_total")
-        } else {
-            name.clone()
-        };
-        let _ = writeln!(out, "# TYPE {type_name} {kind}");
-        for s in series {
-            label_prefix_into(s, &mut labels);
-            match &s.value {
-                Value::Counter(n) if kind == "counter" => {
-                    write_sample(&mut out, name, "_total", &labels, None, Sample::Count(*n))
+        let (name, kind, series) = &families[slot];
+        let kind = *kind;
+        out.push_str("# TYPE ");
+        out.push_str(name);
+        if kind == Kind::Counter && opts.format == Format::Text004 {
+            out.push_str("_total");
+        }
+        out.push(' ');
+        out.push_str(kind.as_str());
+        out.push('\n');
+        for (i, s) in series {
+            // A series whose kind differs from its family's first series would make the
+            // family invalid; skip it (the registry refuses such kind conflicts anyway,
+            // this only happens when two raw names sanitise to one family).
+            if s.kind != kind {
+                continue;
+            }
+            label_prefix_into(s.key, &mut labels);
+            match values.read(*i) {
+                ValueRef::Counter(n) => {
+                    write_sample(&mut out, name, "_total", &labels, None, Sample::Count(n))
                 }
-                Value::FloatCounter(x) if kind == "counter" => {
-                    write_sample(&mut out, name, "_total", &labels, None, Sample::Float(*x))
+                ValueRef::FloatCounter(x) => {
+                    write_sample(&mut out, name, "_total", &labels, None, Sample::Float(x))
                 }
-                Value::Gauge(v) if kind == "gauge" => {
-                    write_sample(&mut out, name, "", &labels, None, Sample::Float(*v))
+                ValueRef::Gauge(v) => {
+                    write_sample(&mut out, name, "", &labels, None, Sample::Float(v))
                 }
-                Value::Histogram(h) if kind == "histogram" => {
+                ValueRef::Histogram(h) => {
                     let bounds = if h.integers {
                         &opts.integer_buckets
                     } else {
                         &opts.float_buckets
                     };
-                    write_histogram(&mut out, name, &labels, h, s.unit, bounds, &mut scratch);
+                    write_histogram(&mut out, name, &labels, &h, s.unit, bounds, &mut scratch);
                 }
-                // A series whose kind differs from its family's first series would make the
-                // family invalid; skip it (the registry refuses such kind conflicts anyway,
-                // this only happens when two raw names sanitise to one family).
-                _ => {}
             }
         }
     }

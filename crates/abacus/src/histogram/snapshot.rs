@@ -72,6 +72,9 @@ pub(crate) struct RawHistogram {
     /// Scratch for one sign's sparse list, as long as a sign's dense array: the touched
     /// groups are written into it without a branch per slot (see [`Self::gather`]).
     sparse: Vec<(i32, u64)>,
+    /// Scratch for the negative sparse list while `sparse` holds the positive one (see
+    /// [`Self::view`]); as long as the negative dense array (empty for `U64`).
+    sparse_negative: Vec<(i32, u64)>,
     /// Scratch for one sign's delta list.
     delta: Vec<(i32, u64)>,
 }
@@ -108,6 +111,7 @@ impl RawHistogram {
             dense: [vec![0; groups * group_len], vec![0; neg]],
             touched: [0, 0],
             sparse: vec![(0, 0); groups * group_len],
+            sparse_negative: vec![(0, 0); neg],
             delta: Vec::new(),
         }
     }
@@ -121,32 +125,17 @@ impl RawHistogram {
         self.max_key = 0;
     }
 
-    /// Writes the non-zero slots of `sign`'s touched groups into the scratch list, in index
-    /// order, and returns how many there are; with `clear`, also zeroes those groups and
-    /// their touched bits. Every slot is written and the length advances only past non-zero
-    /// ones: no branch per slot (the zero/non-zero pattern of sparse data is unpredictable).
+    /// [`gather_into`] of `sign` into the scratch list.
     fn gather(&mut self, sign: usize, clear: bool) -> usize {
-        let mut touched = self.touched[sign];
-        if clear {
-            self.touched[sign] = 0;
-        }
         let (base, len) = (self.base, self.group_len);
-        let dense = &mut self.dense[sign];
-        let out = &mut self.sparse[..];
-        let mut n = 0;
-        while touched != 0 {
-            let start = touched.trailing_zeros() as usize * len;
-            touched &= touched - 1;
-            let group = &mut dense[start..start + len];
-            for (off, &count) in group.iter().enumerate() {
-                out[n] = (base + (start + off) as i32, count);
-                n += usize::from(count != 0);
-            }
-            if clear {
-                group.fill(0);
-            }
-        }
-        n
+        gather_into(
+            &mut self.dense[sign],
+            &mut self.touched[sign],
+            base,
+            len,
+            clear,
+            &mut self.sparse,
+        )
     }
 
     /// Takes the accumulated buckets as sorted sparse lists (clearing them) together with
@@ -162,6 +151,51 @@ impl RawHistogram {
             sum_f64: self.sum_f64,
             positive,
             negative,
+        }
+    }
+
+    /// The accumulated cumulative totals as a [`HistogramView`] over this accumulator's
+    /// scratch lists (clearing the buckets): what [`Self::totals`] then [`Self::snapshot`]
+    /// give, with the same clamped extremes, without allocating.
+    pub(crate) fn view(&mut self) -> HistogramView<'_> {
+        let (base, len) = (self.base, self.group_len);
+        let [dense_positive, dense_negative] = &mut self.dense;
+        let [touched_positive, touched_negative] = &mut self.touched;
+        let n = gather_into(
+            dense_positive,
+            touched_positive,
+            base,
+            len,
+            true,
+            &mut self.sparse,
+        );
+        let positive = &self.sparse[..n];
+        let n = gather_into(
+            dense_negative,
+            touched_negative,
+            base,
+            len,
+            true,
+            &mut self.sparse_negative,
+        );
+        let negative = &self.sparse_negative[..n];
+        let count = positive
+            .iter()
+            .chain(negative)
+            .fold(self.zero, |acc, b| acc.saturating_add(b.1));
+        let (min, max, sum) = self.extremes_and_sum(self.sum_u64, self.sum_f64);
+        let scale = self.scale as i8;
+        let (min, max) = clamped_extremes(scale, count, self.zero, positive, negative, (min, max));
+        HistogramView {
+            scale,
+            count,
+            sum,
+            min,
+            max,
+            zero_count: self.zero,
+            positive,
+            negative,
+            integers: self.domain == Domain::U64,
         }
     }
 
@@ -200,17 +234,18 @@ impl RawHistogram {
         delta
     }
 
+    /// `(min, max, sum)` as `f64`s: the extremes read into `self`, the sum of the domain.
+    fn extremes_and_sum(&self, sum_u64: u64, sum_f64: f64) -> (f64, f64, f64) {
+        match self.domain {
+            Domain::U64 => (self.min_key as f64, self.max_key as f64, sum_u64 as f64),
+            Domain::F64 => (key_f64(self.min_key), key_f64(self.max_key), sum_f64),
+        }
+    }
+
     /// Builds a snapshot of `totals` (cumulative or delta) with the extremes read into `self`.
     pub(crate) fn snapshot(&self, totals: HistogramTotals) -> HistogramSnapshot {
         let count = totals.count();
-        let (min, max, sum) = match self.domain {
-            Domain::U64 => (
-                self.min_key as f64,
-                self.max_key as f64,
-                totals.sum_u64 as f64,
-            ),
-            Domain::F64 => (key_f64(self.min_key), key_f64(self.max_key), totals.sum_f64),
-        };
+        let (min, max, sum) = self.extremes_and_sum(totals.sum_u64, totals.sum_f64);
         let mut snap = HistogramSnapshot {
             scale: self.scale as i8,
             count,
@@ -225,6 +260,39 @@ impl RawHistogram {
         snap.clamp_extremes();
         snap
     }
+}
+
+/// Writes the non-zero slots of the touched groups of one sign's `dense` array into `out`,
+/// in index order, and returns how many there are; with `clear`, also zeroes those groups
+/// and their touched bits. Every slot is written and the length advances only past
+/// non-zero ones: no branch per slot (the zero/non-zero pattern of sparse data is
+/// unpredictable).
+fn gather_into(
+    dense: &mut [u64],
+    touched: &mut u64,
+    base: i32,
+    len: usize,
+    clear: bool,
+    out: &mut [(i32, u64)],
+) -> usize {
+    let mut bits = *touched;
+    if clear {
+        *touched = 0;
+    }
+    let mut n = 0;
+    while bits != 0 {
+        let start = bits.trailing_zeros() as usize * len;
+        bits &= bits - 1;
+        let group = &mut dense[start..start + len];
+        for (off, &count) in group.iter().enumerate() {
+            out[n] = (base + (start + off) as i32, count);
+            n += usize::from(count != 0);
+        }
+        if clear {
+            group.fill(0);
+        }
+    }
+    n
 }
 
 impl HistogramTotals {
@@ -292,6 +360,44 @@ fn merge_sorted(a: &[(i32, u64)], b: &[(i32, u64)]) -> Vec<(i32, u64)> {
         }
     }
     out
+}
+
+/// `(min, max)` clamped to the value ranges of the lowest and highest non-empty buckets
+/// (see [`HistogramSnapshot::clamp_extremes`]); `(0, 0)` when `count` is zero.
+fn clamped_extremes(
+    scale: i8,
+    count: u64,
+    zero_count: u64,
+    positive: &[(i32, u64)],
+    negative: &[(i32, u64)],
+    (mut min, mut max): (f64, f64),
+) -> (f64, f64) {
+    if count == 0 {
+        return (0.0, 0.0);
+    }
+    // Value range of the lowest and highest non-empty buckets (only those two).
+    let s = scale;
+    let neg_range = |i: i32| (-bucket_upper(s, i), -bucket_lower(s, i));
+    let pos_range = |i: i32| (bucket_lower(s, i), bucket_upper(s, i));
+    let first = match (negative.last(), zero_count, positive.first()) {
+        (Some(&(i, _)), _, _) => neg_range(i),
+        (None, z, _) if z > 0 => (0.0, 0.0),
+        (None, _, Some(&(i, _))) => pos_range(i),
+        _ => return (min, max),
+    };
+    let last = match (positive.last(), zero_count, negative.first()) {
+        (Some(&(i, _)), _, _) => pos_range(i),
+        (None, z, _) if z > 0 => (0.0, 0.0),
+        (None, _, Some(&(i, _))) => neg_range(i),
+        _ => return (min, max),
+    };
+    if !(min >= first.0 && min <= first.1) {
+        min = min.clamp(first.0, first.1);
+    }
+    if !(max >= last.0 && max <= last.1) {
+        max = max.clamp(last.0, last.1);
+    }
+    (min, max)
 }
 
 /// The closed value range `[lo, hi]` that a bucket's samples lie in (as magnitudes).
@@ -426,13 +532,11 @@ impl HistogramSnapshot {
     /// result is cumulative, as classic `le` buckets are). Positive buckets are compared by
     /// index (one table lookup per boundary), so the cost is linear in buckets + boundaries.
     pub fn count_le_many(&self, bounds: &[f64]) -> Vec<u64> {
-        let mut out = Vec::with_capacity(bounds.len());
-        self.count_le_indexed(bounds, &Self::bound_indexes(self.scale, bounds), &mut out);
-        out
+        self.view().count_le_many(bounds)
     }
 
     /// The positive bucket index each boundary falls in at `scale` (`i32::MIN` for a
-    /// boundary that is not a normal number), for [`count_le_indexed`](Self::count_le_indexed).
+    /// boundary that is not a normal number), for [`HistogramView::count_le_indexed`].
     /// Depends on the scale and boundaries only, so a renderer computes it once.
     pub(crate) fn bound_indexes(scale: i8, bounds: &[f64]) -> Vec<i32> {
         let table = IndexTable::get(scale.max(0) as u8);
@@ -448,8 +552,117 @@ impl HistogramSnapshot {
             .collect()
     }
 
-    /// [`count_le_many`](Self::count_le_many) with the boundaries' bucket indexes given
-    /// (`index` from [`bound_indexes`](Self::bound_indexes) at this snapshot's scale),
+    /// The snapshot as a [`HistogramView`] (bucket lists borrowed).
+    pub(crate) fn view(&self) -> HistogramView<'_> {
+        HistogramView {
+            scale: self.scale,
+            count: self.count,
+            sum: self.sum,
+            min: self.min,
+            max: self.max,
+            zero_count: self.zero_count,
+            positive: &self.positive,
+            negative: &self.negative,
+            integers: self.integers,
+        }
+    }
+
+    /// Merges `other` into `self`. Histograms of different scales are merged at the
+    /// coarser of the two (OpenTelemetry's downscaling: index `i` becomes `i >> d`).
+    pub fn merge(&mut self, other: &HistogramSnapshot) {
+        if other.count == 0 {
+            // Still carry the sum (see `Value::is_zero` on sums racing a flush).
+            self.sum += other.sum;
+            return;
+        }
+        if other.scale < self.scale {
+            self.downscale(self.scale - other.scale);
+        }
+        let mut other = other.clone();
+        if other.scale > self.scale {
+            other.downscale(other.scale - self.scale);
+        }
+        if self.count == 0 {
+            self.min = other.min;
+            self.max = other.max;
+        } else {
+            self.min = self.min.min(other.min);
+            self.max = self.max.max(other.max);
+        }
+        self.count = self.count.saturating_add(other.count);
+        self.sum += other.sum;
+        self.zero_count = self.zero_count.saturating_add(other.zero_count);
+        self.positive = merge_sorted(&self.positive, &other.positive);
+        self.negative = merge_sorted(&self.negative, &other.negative);
+        self.integers &= other.integers;
+    }
+
+    /// Lowers the resolution by `by` scale steps (each step merges pairs of buckets).
+    pub fn downscale(&mut self, by: i8) {
+        if by <= 0 {
+            return;
+        }
+        let shift = by as u32;
+        for list in [&mut self.positive, &mut self.negative] {
+            let mut out: Vec<(i32, u64)> = Vec::with_capacity(list.len());
+            for &(i, n) in list.iter() {
+                let j = i >> shift;
+                match out.last_mut() {
+                    Some(last) if last.0 == j => last.1 = last.1.saturating_add(n),
+                    _ => out.push((j, n)),
+                }
+            }
+            *list = out;
+        }
+        self.scale -= by;
+    }
+
+    /// Keeps `min` and `max` consistent with the buckets. Window extremes are reset with an
+    /// atomic swap at flush time, so a sample racing the flush can have its bucket in one
+    /// window and its extreme in the other; clamping bounds the effect by the bucket width.
+    pub(crate) fn clamp_extremes(&mut self) {
+        (self.min, self.max) = clamped_extremes(
+            self.scale,
+            self.count,
+            self.zero_count,
+            &self.positive,
+            &self.negative,
+            (self.min, self.max),
+        );
+    }
+}
+
+/// A histogram with borrowed bucket lists: the fields of a [`HistogramSnapshot`], as
+/// produced by a snapshot or read straight from a collection's scratch (the renderer's
+/// path that builds no snapshot). The classic-bucket conversion lives here, so both
+/// paths share it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HistogramView<'a> {
+    pub(crate) scale: i8,
+    pub(crate) count: u64,
+    pub(crate) sum: f64,
+    pub(crate) min: f64,
+    pub(crate) max: f64,
+    pub(crate) zero_count: u64,
+    pub(crate) positive: &'a [(i32, u64)],
+    pub(crate) negative: &'a [(i32, u64)],
+    pub(crate) integers: bool,
+}
+
+impl HistogramView<'_> {
+    /// As [`HistogramSnapshot::count_le_many`].
+    pub(crate) fn count_le_many(&self, bounds: &[f64]) -> Vec<u64> {
+        let mut out = Vec::with_capacity(bounds.len());
+        self.count_le_indexed(
+            bounds,
+            &HistogramSnapshot::bound_indexes(self.scale, bounds),
+            &mut out,
+        );
+        out
+    }
+
+    /// [`HistogramSnapshot::count_le_many`] with the boundaries' bucket indexes given
+    /// (`index` from [`HistogramSnapshot::bound_indexes`] at this view's scale),
     /// appending to `out`.
     pub(crate) fn count_le_indexed(&self, bounds: &[f64], index: &[i32], out: &mut Vec<u64>) {
         debug_assert_eq!(bounds.len(), index.len());
@@ -520,89 +733,6 @@ impl HistogramSnapshot {
         }
         total
     }
-
-    /// Merges `other` into `self`. Histograms of different scales are merged at the
-    /// coarser of the two (OpenTelemetry's downscaling: index `i` becomes `i >> d`).
-    pub fn merge(&mut self, other: &HistogramSnapshot) {
-        if other.count == 0 {
-            // Still carry the sum (see `Value::is_zero` on sums racing a flush).
-            self.sum += other.sum;
-            return;
-        }
-        if other.scale < self.scale {
-            self.downscale(self.scale - other.scale);
-        }
-        let mut other = other.clone();
-        if other.scale > self.scale {
-            other.downscale(other.scale - self.scale);
-        }
-        if self.count == 0 {
-            self.min = other.min;
-            self.max = other.max;
-        } else {
-            self.min = self.min.min(other.min);
-            self.max = self.max.max(other.max);
-        }
-        self.count = self.count.saturating_add(other.count);
-        self.sum += other.sum;
-        self.zero_count = self.zero_count.saturating_add(other.zero_count);
-        self.positive = merge_sorted(&self.positive, &other.positive);
-        self.negative = merge_sorted(&self.negative, &other.negative);
-        self.integers &= other.integers;
-    }
-
-    /// Lowers the resolution by `by` scale steps (each step merges pairs of buckets).
-    pub fn downscale(&mut self, by: i8) {
-        if by <= 0 {
-            return;
-        }
-        let shift = by as u32;
-        for list in [&mut self.positive, &mut self.negative] {
-            let mut out: Vec<(i32, u64)> = Vec::with_capacity(list.len());
-            for &(i, n) in list.iter() {
-                let j = i >> shift;
-                match out.last_mut() {
-                    Some(last) if last.0 == j => last.1 = last.1.saturating_add(n),
-                    _ => out.push((j, n)),
-                }
-            }
-            *list = out;
-        }
-        self.scale -= by;
-    }
-
-    /// Keeps `min` and `max` consistent with the buckets. Window extremes are reset with an
-    /// atomic swap at flush time, so a sample racing the flush can have its bucket in one
-    /// window and its extreme in the other; clamping bounds the effect by the bucket width.
-    pub(crate) fn clamp_extremes(&mut self) {
-        if self.count == 0 {
-            self.min = 0.0;
-            self.max = 0.0;
-            return;
-        }
-        // Value range of the lowest and highest non-empty buckets (only those two).
-        let s = self.scale;
-        let neg_range = |i: i32| (-bucket_upper(s, i), -bucket_lower(s, i));
-        let pos_range = |i: i32| (bucket_lower(s, i), bucket_upper(s, i));
-        let first = match (self.negative.last(), self.zero_count, self.positive.first()) {
-            (Some(&(i, _)), _, _) => neg_range(i),
-            (None, z, _) if z > 0 => (0.0, 0.0),
-            (None, _, Some(&(i, _))) => pos_range(i),
-            _ => return,
-        };
-        let last = match (self.positive.last(), self.zero_count, self.negative.first()) {
-            (Some(&(i, _)), _, _) => pos_range(i),
-            (None, z, _) if z > 0 => (0.0, 0.0),
-            (None, _, Some(&(i, _))) => neg_range(i),
-            _ => return,
-        };
-        if !(self.min >= first.0 && self.min <= first.1) {
-            self.min = self.min.clamp(first.0, first.1);
-        }
-        if !(self.max >= last.0 && self.max <= last.1) {
-            self.max = self.max.clamp(last.0, last.1);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -664,7 +794,7 @@ mod tests {
             } else if le >= h.max {
                 h.count
             } else if le < 0.0 {
-                h.count_le_negative(le)
+                h.view().count_le_negative(le)
             } else {
                 let idx = if le.is_normal() {
                     table.index(le)
@@ -676,7 +806,7 @@ mod tests {
                     i += 1;
                 }
                 let straddle = match h.positive.get(i) {
-                    Some(&(j, n)) if j == idx && h.straddle_included(j, le) => n,
+                    Some(&(j, n)) if j == idx && h.view().straddle_included(j, le) => n,
                     _ => 0,
                 };
                 below_zero
