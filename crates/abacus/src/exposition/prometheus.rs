@@ -184,25 +184,13 @@ fn write_float(out: &mut String, v: f64) {
 }
 
 /// Writes the count `n` as the text `write_float(n as f64)` gives: below 2^53 the `f64` is
-/// the integer itself and `Display` prints its digits, so they are written directly.
+/// the integer itself and `Display` prints its digits, which `itoa` writes directly.
 fn write_count(out: &mut String, n: u64) {
     if n >= 1 << 53 {
         write_float(out, n as f64);
         return;
     }
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    // ASCII digits: always valid UTF-8.
-    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+    out.push_str(itoa::Buffer::new().format(n));
 }
 
 /// A sample line's value.
@@ -888,6 +876,75 @@ mod tests {
             })
     }
 
+    /// One write into a registry: (name, labels, unit, what).
+    #[derive(Clone, Debug)]
+    enum Op {
+        Counter(u64),
+        FloatCounter(f64),
+        Gauge(f64),
+        /// Integer samples `(value, weight)`.
+        Histogram(Vec<(u64, u64)>),
+        /// Float samples `(value, weight)` (negative and tiny values included).
+        FloatHistogram(Vec<(f64, u64)>),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let weight = prop_oneof![
+            8 => Just(1u64),
+            1 => 1u64..1000,
+            // Buckets past 2^40 (the dense path's limit) and sums saturating u64.
+            1 => prop_oneof![Just(1u64 << 40), Just(u64::MAX / 3), Just(u64::MAX)],
+        ];
+        prop_oneof![
+            prop_oneof![any::<u64>(), 0u64..1000].prop_map(Op::Counter),
+            (-1e6f64..1e6).prop_map(Op::FloatCounter),
+            prop_oneof![any::<f64>(), -10.0f64..10.0].prop_map(Op::Gauge),
+            prop::collection::vec(
+                (
+                    prop_oneof![0u64..100, 0u64..100_000, any::<u64>()],
+                    weight.clone()
+                ),
+                0..60
+            )
+            .prop_map(Op::Histogram),
+            prop::collection::vec(
+                (
+                    prop_oneof![
+                        -100.0f64..100.0,
+                        0.0f64..1.0,
+                        Just(0.0),
+                        Just(-1e-300),
+                        Just(1e300),
+                        -1e40f64..1e40
+                    ],
+                    weight
+                ),
+                0..60
+            )
+            .prop_map(Op::FloatHistogram),
+        ]
+    }
+
+    fn apply(r: &crate::Registry, name: &str, labels: &[(&str, &str)], unit: Unit, op: &Op) {
+        match op {
+            Op::Counter(n) => r.increment_counter(name, labels, *n),
+            Op::FloatCounter(x) => r.add_counter_f64(name, labels, *x),
+            Op::Gauge(v) => r.set_gauge(name, labels, *v),
+            Op::Histogram(samples) => {
+                let h = r.histogram_with_unit(name, labels, unit);
+                for &(v, n) in samples {
+                    h.record_n(v, n);
+                }
+            }
+            Op::FloatHistogram(samples) => {
+                let h = r.float_histogram_with_unit(name, labels, unit);
+                for &(v, n) in samples {
+                    h.record_f64_n(v, n);
+                }
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
@@ -902,6 +959,38 @@ mod tests {
                 series,
             };
             prop_assert_eq!(render(&snapshot, &opts), reference::render(&snapshot, &opts));
+        }
+
+        /// `render_registry` (no snapshot; dense histogram views, and sparse ones for
+        /// negative or huge counts) against the reference rendering of the snapshot.
+        #[test]
+        fn registry_output_is_the_reference_output(
+            ops in prop::collection::vec(
+                (
+                    0..NAMES.len(),
+                    prop::collection::vec((0..LABEL_NAMES.len(), 0..LABEL_VALUES.len()), 0..3),
+                    0..4usize,
+                    op(),
+                ),
+                0..16,
+            ),
+            scale in prop_oneof![Just(4u8), 0u8..9],
+            opts in options(),
+        ) {
+            let r = crate::Registry::builder().scale(scale).build().expect("valid config");
+            for (name, labels, unit, op) in &ops {
+                let labels: Vec<(&str, &str)> = labels
+                    .iter()
+                    .map(|&(k, v)| (LABEL_NAMES[k], LABEL_VALUES[v]))
+                    .collect();
+                let unit = [Unit::None, Unit::Milliseconds, Unit::Seconds, Unit::Bytes][*unit];
+                apply(&r, NAMES[*name], &labels, unit, op);
+            }
+            let expected = reference::render(&r.snapshot(), &opts);
+            prop_assert_eq!(&render_registry(&r, &opts), &expected);
+            // Twice: the scratch of the first call is gone, the registry is unchanged.
+            prop_assert_eq!(&render_registry(&r, &opts), &expected);
+            prop_assert_eq!(&render(&r.snapshot(), &opts), &expected);
         }
 
         #[test]

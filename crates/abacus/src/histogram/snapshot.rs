@@ -116,8 +116,17 @@ impl RawHistogram {
         }
     }
 
-    /// Clears the scalars for the next series (`totals` already cleared the buckets).
+    /// Clears the scalars for the next series, and the buckets if a [`Self::view`] left
+    /// them in place (`totals`, `delta_into` and a sparse view clear them as they go).
     pub(crate) fn reset(&mut self) {
+        for sign in 0..2 {
+            let mut bits = std::mem::take(&mut self.touched[sign]);
+            while bits != 0 {
+                let start = bits.trailing_zeros() as usize * self.group_len;
+                bits &= bits - 1;
+                self.dense[sign][start..start + self.group_len].fill(0);
+            }
+        }
         self.zero = 0;
         self.sum_u64 = 0;
         self.sum_f64 = 0.0;
@@ -154,10 +163,41 @@ impl RawHistogram {
         }
     }
 
-    /// The accumulated cumulative totals as a [`HistogramView`] over this accumulator's
-    /// scratch lists (clearing the buckets): what [`Self::totals`] then [`Self::snapshot`]
-    /// give, with the same clamped extremes, without allocating.
+    /// The accumulated cumulative totals as a [`HistogramView`] over this accumulator:
+    /// what [`Self::totals`] then [`Self::snapshot`] give, with the same clamped extremes,
+    /// without allocating. Positive-only histograms whose counts cannot overflow (every
+    /// bucket below 2^40) are viewed in place, dense, and their buckets are cleared by the
+    /// next [`Self::reset`]; others are gathered into the scratch lists.
     pub(crate) fn view(&mut self) -> HistogramView<'_> {
+        let scale = self.scale as i8;
+        let (min, max, sum) = self.extremes_and_sum(self.sum_u64, self.sum_f64);
+        let integers = self.domain == Domain::U64;
+        if self.touched[1] == 0 && self.zero < 1 << 62 {
+            if let Some((span, base, total)) = self.dense_positive() {
+                let counts = &self.dense[0][span];
+                let count = self.zero + total;
+                let first = counts.first().map(|_| base);
+                let last = counts.len().checked_sub(1).map(|l| base + l as i32);
+                let (min, max) = clamped_extremes(
+                    scale,
+                    count,
+                    self.zero,
+                    (first, last),
+                    (None, None),
+                    (min, max),
+                );
+                return HistogramView {
+                    scale,
+                    count,
+                    sum,
+                    min,
+                    max,
+                    zero_count: self.zero,
+                    buckets: Buckets::Dense { counts, base },
+                    integers,
+                };
+            }
+        }
         let (base, len) = (self.base, self.group_len);
         let [dense_positive, dense_negative] = &mut self.dense;
         let [touched_positive, touched_negative] = &mut self.touched;
@@ -183,9 +223,14 @@ impl RawHistogram {
             .iter()
             .chain(negative)
             .fold(self.zero, |acc, b| acc.saturating_add(b.1));
-        let (min, max, sum) = self.extremes_and_sum(self.sum_u64, self.sum_f64);
-        let scale = self.scale as i8;
-        let (min, max) = clamped_extremes(scale, count, self.zero, positive, negative, (min, max));
+        let (min, max) = clamped_extremes(
+            scale,
+            count,
+            self.zero,
+            (positive.first().map(|b| b.0), positive.last().map(|b| b.0)),
+            (negative.first().map(|b| b.0), negative.last().map(|b| b.0)),
+            (min, max),
+        );
         HistogramView {
             scale,
             count,
@@ -193,10 +238,36 @@ impl RawHistogram {
             min,
             max,
             zero_count: self.zero,
-            positive,
-            negative,
-            integers: self.domain == Domain::U64,
+            buckets: Buckets::Sparse { positive, negative },
+            integers,
         }
+    }
+
+    /// The positions of the positive dense counts from the first to the last non-zero
+    /// bucket, the bucket index of the first, and their total; `None` if a bucket holds 2^40 or more (then
+    /// sums of up to 2^16 buckets could pass 2^56, and the sparse path, which saturates,
+    /// is taken).
+    fn dense_positive(&self) -> Option<(std::ops::Range<usize>, i32, u64)> {
+        let touched = self.touched[0];
+        if touched == 0 {
+            return Some((0..0, self.base, 0));
+        }
+        let len = self.group_len;
+        let lo = touched.trailing_zeros() as usize * len;
+        let hi = (64 - touched.leading_zeros() as usize) * len;
+        let span = &self.dense[0][lo..hi];
+        // One pass, no early exit: vectorises.
+        let (total, any) = span
+            .iter()
+            .fold((0u64, 0u64), |(t, o), &n| (t.wrapping_add(n), o | n));
+        if any >= 1 << 40 || span.len() > 1 << 16 {
+            return None;
+        }
+        let Some(first) = span.iter().position(|&n| n != 0) else {
+            return Some((0..0, self.base, 0));
+        };
+        let last = span.iter().rposition(|&n| n != 0).unwrap_or(first);
+        Some((lo + first..lo + last + 1, self.base + (lo + first) as i32, total))
     }
 
     /// The accumulated totals minus `prev` (as [`HistogramTotals::minus`]), replacing `prev`
@@ -364,12 +435,13 @@ fn merge_sorted(a: &[(i32, u64)], b: &[(i32, u64)]) -> Vec<(i32, u64)> {
 
 /// `(min, max)` clamped to the value ranges of the lowest and highest non-empty buckets
 /// (see [`HistogramSnapshot::clamp_extremes`]); `(0, 0)` when `count` is zero.
+/// `positive` and `negative` are the (lowest, highest) indexes of non-empty buckets.
 fn clamped_extremes(
     scale: i8,
     count: u64,
     zero_count: u64,
-    positive: &[(i32, u64)],
-    negative: &[(i32, u64)],
+    positive: (Option<i32>, Option<i32>),
+    negative: (Option<i32>, Option<i32>),
     (mut min, mut max): (f64, f64),
 ) -> (f64, f64) {
     if count == 0 {
@@ -379,16 +451,16 @@ fn clamped_extremes(
     let s = scale;
     let neg_range = |i: i32| (-bucket_upper(s, i), -bucket_lower(s, i));
     let pos_range = |i: i32| (bucket_lower(s, i), bucket_upper(s, i));
-    let first = match (negative.last(), zero_count, positive.first()) {
-        (Some(&(i, _)), _, _) => neg_range(i),
+    let first = match (negative.1, zero_count, positive.0) {
+        (Some(i), _, _) => neg_range(i),
         (None, z, _) if z > 0 => (0.0, 0.0),
-        (None, _, Some(&(i, _))) => pos_range(i),
+        (None, _, Some(i)) => pos_range(i),
         _ => return (min, max),
     };
-    let last = match (positive.last(), zero_count, negative.first()) {
-        (Some(&(i, _)), _, _) => pos_range(i),
+    let last = match (positive.1, zero_count, negative.0) {
+        (Some(i), _, _) => pos_range(i),
         (None, z, _) if z > 0 => (0.0, 0.0),
-        (None, _, Some(&(i, _))) => neg_range(i),
+        (None, _, Some(i)) => neg_range(i),
         _ => return (min, max),
     };
     if !(min >= first.0 && min <= first.1) {
@@ -561,8 +633,10 @@ impl HistogramSnapshot {
             min: self.min,
             max: self.max,
             zero_count: self.zero_count,
-            positive: &self.positive,
-            negative: &self.negative,
+            buckets: Buckets::Sparse {
+                positive: &self.positive,
+                negative: &self.negative,
+            },
             integers: self.integers,
         }
     }
@@ -621,12 +695,13 @@ impl HistogramSnapshot {
     /// atomic swap at flush time, so a sample racing the flush can have its bucket in one
     /// window and its extreme in the other; clamping bounds the effect by the bucket width.
     pub(crate) fn clamp_extremes(&mut self) {
+        let ends = |l: &[(i32, u64)]| (l.first().map(|b| b.0), l.last().map(|b| b.0));
         (self.min, self.max) = clamped_extremes(
             self.scale,
             self.count,
             self.zero_count,
-            &self.positive,
-            &self.negative,
+            ends(&self.positive),
+            ends(&self.negative),
             (self.min, self.max),
         );
     }
@@ -644,9 +719,21 @@ pub(crate) struct HistogramView<'a> {
     pub(crate) min: f64,
     pub(crate) max: f64,
     pub(crate) zero_count: u64,
-    pub(crate) positive: &'a [(i32, u64)],
-    pub(crate) negative: &'a [(i32, u64)],
+    pub(crate) buckets: Buckets<'a>,
     pub(crate) integers: bool,
+}
+
+/// The buckets of a [`HistogramView`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Buckets<'a> {
+    /// Non-zero `(index, count)` lists, ascending index (as in [`HistogramSnapshot`]).
+    Sparse {
+        positive: &'a [(i32, u64)],
+        negative: &'a [(i32, u64)],
+    },
+    /// Positive buckets only, by position: `counts[p]` is bucket `base + p`; the first and
+    /// last are non-zero, and the counts add up to less than 2^57 (no sum can saturate).
+    Dense { counts: &'a [u64], base: i32 },
 }
 
 impl HistogramView<'_> {
@@ -666,8 +753,14 @@ impl HistogramView<'_> {
     /// appending to `out`.
     pub(crate) fn count_le_indexed(&self, bounds: &[f64], index: &[i32], out: &mut Vec<u64>) {
         debug_assert_eq!(bounds.len(), index.len());
-        let below_zero = self
-            .negative
+        let (positive, negative) = match self.buckets {
+            Buckets::Sparse { positive, negative } => (positive, negative),
+            Buckets::Dense { counts, base } => {
+                self.count_le_dense(counts, base, bounds, index, out);
+                return;
+            }
+        };
+        let below_zero = negative
             .iter()
             .fold(0u64, |acc, b| acc.saturating_add(b.1));
         let (mut i, mut prefix) = (0, 0u64);
@@ -679,11 +772,11 @@ impl HistogramView<'_> {
             } else if le < 0.0 {
                 self.count_le_negative(le)
             } else {
-                while i < self.positive.len() && self.positive[i].0 < idx {
-                    prefix = prefix.saturating_add(self.positive[i].1);
+                while i < positive.len() && positive[i].0 < idx {
+                    prefix = prefix.saturating_add(positive[i].1);
                     i += 1;
                 }
-                let straddle = match self.positive.get(i) {
+                let straddle = match positive.get(i) {
                     Some(&(j, n)) if j == idx && self.straddle_included(j, le) => n,
                     _ => 0,
                 };
@@ -691,6 +784,43 @@ impl HistogramView<'_> {
                     .saturating_add(self.zero_count)
                     .saturating_add(prefix)
                     .saturating_add(straddle)
+            };
+            out.push(total);
+        }
+    }
+
+    /// [`Self::count_le_indexed`] over [`Buckets::Dense`]: the same totals, step by step
+    /// (no negative buckets; `prefix` is the sum of the buckets below the highest boundary
+    /// index so far, and only a boundary at that index can count its straddling bucket, as
+    /// in the sparse walk). No sum can saturate there, so plain additions are exact.
+    fn count_le_dense(
+        &self,
+        counts: &[u64],
+        base: i32,
+        bounds: &[f64],
+        index: &[i32],
+        out: &mut Vec<u64>,
+    ) {
+        let (mut p, mut prefix) = (0usize, 0u64);
+        for (&le, &idx) in bounds.iter().zip(index) {
+            let total = if self.count == 0 || le.is_nan() {
+                0
+            } else if le >= self.max {
+                self.count
+            } else if le < 0.0 {
+                0
+            } else {
+                // Position of `idx`, clamped to the span (below it: nothing is smaller).
+                let at = (i64::from(idx) - i64::from(base)).clamp(0, counts.len() as i64) as usize;
+                if at > p {
+                    prefix += counts[p..at].iter().sum::<u64>();
+                    p = at;
+                }
+                let straddle = match counts.get(p) {
+                    Some(&n) if n != 0 && idx >= base && at == p && self.straddle_included(idx, le) => n,
+                    _ => 0,
+                };
+                self.zero_count + prefix + straddle
             };
             out.push(total);
         }
@@ -718,9 +848,12 @@ impl HistogramView<'_> {
 
     /// Samples `<= le` for a negative `le`: only negative buckets can qualify.
     fn count_le_negative(&self, le: f64) -> u64 {
+        let Buckets::Sparse { negative, .. } = self.buckets else {
+            return 0;
+        };
         let mut total = 0;
         // Most negative first: descending magnitude.
-        for &(i, n) in self.negative.iter().rev() {
+        for &(i, n) in negative.iter().rev() {
             let (lo, hi) = range(self.scale, i);
             // Values in [-hi, -lo).
             if -lo <= le {
