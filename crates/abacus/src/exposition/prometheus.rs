@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
 use crate::Registry;
-use crate::histogram::{HistogramSnapshot, HistogramView};
+use crate::histogram::{BoundIndex, HistogramView};
 use crate::key::Key;
 use crate::registry::{CollectScratch, MetricKind, Series, read_cumulative};
 use crate::snapshot::{SeriesSnapshot, Snapshot, Unit, Value, ValueRef};
@@ -244,28 +244,34 @@ fn le_label(b: f64) -> String {
 }
 
 /// Classic boundaries of one (value kind, unit) pair, prepared once per render: the `le`
-/// label of each boundary and, per scale met, the exponential bucket each boundary falls in.
+/// label of each boundary (with the space before the value) and, per scale met, the
+/// exponential bucket each boundary falls in.
 struct Classic<'a> {
     bounds: &'a [f64],
+    integers: bool,
     le: Vec<String>,
-    index: Vec<(i8, Vec<i32>)>,
+    index: Vec<(i8, BoundIndex)>,
 }
 
 impl<'a> Classic<'a> {
-    fn new(bounds: &'a [f64], unit: Unit) -> Self {
+    fn new(bounds: &'a [f64], integers: bool, unit: Unit) -> Self {
         let to_base = unit.to_base();
         Classic {
             bounds,
-            le: bounds.iter().map(|b| le_label(b * to_base)).collect(),
+            integers,
+            le: bounds
+                .iter()
+                .map(|b| le_label(b * to_base) + " ")
+                .collect(),
             index: Vec::new(),
         }
     }
 
-    fn index(&mut self, scale: i8) -> &[i32] {
+    fn index(&mut self, scale: i8) -> &BoundIndex {
         let at = match self.index.iter().position(|(s, _)| *s == scale) {
             Some(at) => at,
             None => {
-                let idx = HistogramSnapshot::bound_indexes(scale, self.bounds);
+                let idx = BoundIndex::new(scale, self.integers, self.bounds);
                 self.index.push((scale, idx));
                 self.index.len() - 1
             }
@@ -314,7 +320,7 @@ fn write_histogram<'a>(
         let at = match scratch.classic.iter().position(|(k, _)| *k == key) {
             Some(at) => at,
             None => {
-                scratch.classic.push((key, Classic::new(bounds, unit)));
+                scratch.classic.push((key, Classic::new(bounds, h.integers, unit)));
                 scratch.classic.len() - 1
             }
         };
@@ -338,7 +344,6 @@ fn write_histogram<'a>(
         for (le, &n) in classic.le.iter().zip(counts.iter()) {
             out.push_str(bucket);
             out.push_str(le);
-            out.push(' ');
             write_count(out, n);
             out.push('\n');
         }
@@ -583,6 +588,7 @@ mod tests {
     //! output must be byte for byte the same.
 
     use super::*;
+    use crate::histogram::HistogramSnapshot;
     use crate::key::Key;
     use crate::registry::MetricKind;
     use proptest::prelude::*;

@@ -607,22 +607,6 @@ impl HistogramSnapshot {
         self.view().count_le_many(bounds)
     }
 
-    /// The positive bucket index each boundary falls in at `scale` (`i32::MIN` for a
-    /// boundary that is not a normal number), for [`HistogramView::count_le_indexed`].
-    /// Depends on the scale and boundaries only, so a renderer computes it once.
-    pub(crate) fn bound_indexes(scale: i8, bounds: &[f64]) -> Vec<i32> {
-        let table = IndexTable::get(scale.max(0) as u8);
-        bounds
-            .iter()
-            .map(|&le| {
-                if le.is_normal() {
-                    table.index(le.abs())
-                } else {
-                    i32::MIN
-                }
-            })
-            .collect()
-    }
 
     /// The snapshot as a [`HistogramView`] (bucket lists borrowed).
     pub(crate) fn view(&self) -> HistogramView<'_> {
@@ -707,6 +691,70 @@ impl HistogramSnapshot {
     }
 }
 
+/// What [`HistogramView::count_le_indexed`] needs of ascending boundaries beyond their
+/// values; it depends on the scale, the value kind and the boundaries only, so a renderer
+/// computes it once for every histogram of that shape.
+#[derive(Debug)]
+pub(crate) struct BoundIndex {
+    scale: i8,
+    integers: bool,
+    /// The positive bucket index each boundary falls in (`i32::MIN` for a boundary that is
+    /// not a normal number).
+    index: Vec<i32>,
+    /// Whether that bucket, when non-empty, counts as `<= le` (see `straddle_included`);
+    /// `false` where it is never asked (negative, NaN or non-normal boundaries).
+    include: Vec<bool>,
+}
+
+impl BoundIndex {
+    pub(crate) fn new(scale: i8, integers: bool, bounds: &[f64]) -> Self {
+        let table = IndexTable::get(scale.max(0) as u8);
+        let index: Vec<i32> = bounds
+            .iter()
+            .map(|&le| {
+                if le.is_normal() {
+                    table.index(le.abs())
+                } else {
+                    i32::MIN
+                }
+            })
+            .collect();
+        let include = bounds
+            .iter()
+            .zip(&index)
+            .map(|(&le, &idx)| {
+                le >= 0.0 && idx != i32::MIN && straddle_included(scale, integers, idx, le)
+            })
+            .collect();
+        BoundIndex {
+            scale,
+            integers,
+            index,
+            include,
+        }
+    }
+}
+
+/// Whether positive bucket `index` at `scale`, which contains `le`, counts as `<= le`.
+fn straddle_included(scale: i8, integers: bool, index: i32, le: f64) -> bool {
+    let (lo, hi) = range(scale, index);
+    if hi <= le {
+        true
+    } else if integers {
+        // Integers in (lo, hi]: all <= le iff floor(hi) <= le; none iff the first
+        // integer above lo exceeds le.
+        if hi.floor() <= le {
+            true
+        } else if lo.floor() + 1.0 > le {
+            false
+        } else {
+            bucket_representative(scale, index) <= le
+        }
+    } else {
+        bucket_representative(scale, index) <= le
+    }
+}
+
 /// A histogram with borrowed bucket lists: the fields of a [`HistogramSnapshot`], as
 /// produced by a snapshot or read straight from a collection's scratch (the renderer's
 /// path that builds no snapshot). The classic-bucket conversion lives here, so both
@@ -740,23 +788,20 @@ impl HistogramView<'_> {
     /// As [`HistogramSnapshot::count_le_many`].
     pub(crate) fn count_le_many(&self, bounds: &[f64]) -> Vec<u64> {
         let mut out = Vec::with_capacity(bounds.len());
-        self.count_le_indexed(
-            bounds,
-            &HistogramSnapshot::bound_indexes(self.scale, bounds),
-            &mut out,
-        );
+        let at = BoundIndex::new(self.scale, self.integers, bounds);
+        self.count_le_indexed(bounds, &at, &mut out);
         out
     }
 
-    /// [`HistogramSnapshot::count_le_many`] with the boundaries' bucket indexes given
-    /// (`index` from [`HistogramSnapshot::bound_indexes`] at this view's scale),
-    /// appending to `out`.
-    pub(crate) fn count_le_indexed(&self, bounds: &[f64], index: &[i32], out: &mut Vec<u64>) {
-        debug_assert_eq!(bounds.len(), index.len());
+    /// [`HistogramSnapshot::count_le_many`] with the boundaries' [`BoundIndex`] given (at
+    /// this view's scale and value kind), appending to `out`.
+    pub(crate) fn count_le_indexed(&self, bounds: &[f64], at: &BoundIndex, out: &mut Vec<u64>) {
+        debug_assert_eq!(bounds.len(), at.index.len());
+        debug_assert_eq!((at.scale, at.integers), (self.scale, self.integers));
         let (positive, negative) = match self.buckets {
             Buckets::Sparse { positive, negative } => (positive, negative),
             Buckets::Dense { counts, base } => {
-                self.count_le_dense(counts, base, bounds, index, out);
+                self.count_le_dense(counts, base, bounds, at, out);
                 return;
             }
         };
@@ -764,7 +809,7 @@ impl HistogramView<'_> {
             .iter()
             .fold(0u64, |acc, b| acc.saturating_add(b.1));
         let (mut i, mut prefix) = (0, 0u64);
-        for (&le, &idx) in bounds.iter().zip(index) {
+        for ((&le, &idx), &include) in bounds.iter().zip(&at.index).zip(&at.include) {
             let total = if self.count == 0 || le.is_nan() {
                 0
             } else if le >= self.max {
@@ -777,7 +822,7 @@ impl HistogramView<'_> {
                     i += 1;
                 }
                 let straddle = match positive.get(i) {
-                    Some(&(j, n)) if j == idx && self.straddle_included(j, le) => n,
+                    Some(&(j, n)) if j == idx && include => n,
                     _ => 0,
                 };
                 below_zero
@@ -798,11 +843,11 @@ impl HistogramView<'_> {
         counts: &[u64],
         base: i32,
         bounds: &[f64],
-        index: &[i32],
+        at: &BoundIndex,
         out: &mut Vec<u64>,
     ) {
         let (mut p, mut prefix) = (0usize, 0u64);
-        for (&le, &idx) in bounds.iter().zip(index) {
+        for ((&le, &idx), &include) in bounds.iter().zip(&at.index).zip(&at.include) {
             let total = if self.count == 0 || le.is_nan() {
                 0
             } else if le >= self.max {
@@ -811,13 +856,14 @@ impl HistogramView<'_> {
                 0
             } else {
                 // Position of `idx`, clamped to the span (below it: nothing is smaller).
-                let at = (i64::from(idx) - i64::from(base)).clamp(0, counts.len() as i64) as usize;
-                if at > p {
-                    prefix += counts[p..at].iter().sum::<u64>();
-                    p = at;
+                let pos =
+                    (i64::from(idx) - i64::from(base)).clamp(0, counts.len() as i64) as usize;
+                if pos > p {
+                    prefix += counts[p..pos].iter().sum::<u64>();
+                    p = pos;
                 }
                 let straddle = match counts.get(p) {
-                    Some(&n) if n != 0 && idx >= base && at == p && self.straddle_included(idx, le) => n,
+                    Some(&n) if n != 0 && idx >= base && pos == p && include => n,
                     _ => 0,
                 };
                 self.zero_count + prefix + straddle
@@ -827,23 +873,9 @@ impl HistogramView<'_> {
     }
 
     /// Whether positive bucket `index`, which contains `le`, counts as `<= le`.
+    #[cfg(test)]
     fn straddle_included(&self, index: i32, le: f64) -> bool {
-        let (lo, hi) = range(self.scale, index);
-        if hi <= le {
-            true
-        } else if self.integers {
-            // Integers in (lo, hi]: all <= le iff floor(hi) <= le; none iff the first
-            // integer above lo exceeds le.
-            if hi.floor() <= le {
-                true
-            } else if lo.floor() + 1.0 > le {
-                false
-            } else {
-                bucket_representative(self.scale, index) <= le
-            }
-        } else {
-            bucket_representative(self.scale, index) <= le
-        }
+        straddle_included(self.scale, self.integers, index, le)
     }
 
     /// Samples `<= le` for a negative `le`: only negative buckets can qualify.
