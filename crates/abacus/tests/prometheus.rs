@@ -118,10 +118,7 @@ fn openmetrics_ends_with_eof_and_names_counter_families_without_total() {
 
 #[test]
 fn empty_registry_renders_nothing() {
-    assert_eq!(
-        render_both(&Registry::new(), &RenderOptions::default()),
-        ""
-    );
+    assert_eq!(render_both(&Registry::new(), &RenderOptions::default()), "");
 }
 
 #[test]

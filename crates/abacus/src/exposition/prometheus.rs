@@ -259,10 +259,7 @@ impl<'a> Classic<'a> {
         Classic {
             bounds,
             integers,
-            le: bounds
-                .iter()
-                .map(|b| le_label(b * to_base) + " ")
-                .collect(),
+            le: bounds.iter().map(|b| le_label(b * to_base) + " ").collect(),
             index: Vec::new(),
         }
     }
@@ -320,7 +317,9 @@ fn write_histogram<'a>(
         let at = match scratch.classic.iter().position(|(k, _)| *k == key) {
             Some(at) => at,
             None => {
-                scratch.classic.push((key, Classic::new(bounds, h.integers, unit)));
+                scratch
+                    .classic
+                    .push((key, Classic::new(bounds, h.integers, unit)));
                 scratch.classic.len() - 1
             }
         };
@@ -512,7 +511,8 @@ fn render_from<'s>(
     let mut by_raw: HashMap<RawFamily<'_>, usize, foldhash::fast::RandomState> = HashMap::default();
     let mut by_name: BTreeMap<String, usize> = BTreeMap::new();
     // Per family: name, kind of its first series, and its series as (index, head).
-    let mut families: Vec<(String, Kind, Vec<(usize, Head<'s>)>)> = Vec::new();
+    type Family<'s> = (String, Kind, Vec<(usize, Head<'s>)>);
+    let mut families: Vec<Family<'s>> = Vec::new();
     let mut capacity = 16;
     for (i, s) in heads.enumerate() {
         let counter = s.kind == Kind::Counter;

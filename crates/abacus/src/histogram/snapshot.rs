@@ -267,7 +267,11 @@ impl RawHistogram {
             return Some((0..0, self.base, 0));
         };
         let last = span.iter().rposition(|&n| n != 0).unwrap_or(first);
-        Some((lo + first..lo + last + 1, self.base + (lo + first) as i32, total))
+        Some((
+            lo + first..lo + last + 1,
+            self.base + (lo + first) as i32,
+            total,
+        ))
     }
 
     /// The accumulated totals minus `prev` (as [`HistogramTotals::minus`]), replacing `prev`
@@ -607,7 +611,6 @@ impl HistogramSnapshot {
         self.view().count_le_many(bounds)
     }
 
-
     /// The snapshot as a [`HistogramView`] (bucket lists borrowed).
     pub(crate) fn view(&self) -> HistogramView<'_> {
         HistogramView {
@@ -805,9 +808,7 @@ impl HistogramView<'_> {
                 return;
             }
         };
-        let below_zero = negative
-            .iter()
-            .fold(0u64, |acc, b| acc.saturating_add(b.1));
+        let below_zero = negative.iter().fold(0u64, |acc, b| acc.saturating_add(b.1));
         let (mut i, mut prefix) = (0, 0u64);
         for ((&le, &idx), &include) in bounds.iter().zip(&at.index).zip(&at.include) {
             let total = if self.count == 0 || le.is_nan() {
@@ -856,8 +857,7 @@ impl HistogramView<'_> {
                 0
             } else {
                 // Position of `idx`, clamped to the span (below it: nothing is smaller).
-                let pos =
-                    (i64::from(idx) - i64::from(base)).clamp(0, counts.len() as i64) as usize;
+                let pos = (i64::from(idx) - i64::from(base)).clamp(0, counts.len() as i64) as usize;
                 if pos > p {
                     prefix += counts[p..pos].iter().sum::<u64>();
                     p = pos;
