@@ -1,6 +1,6 @@
 //! Tight recording loops for profilers (`perf record -e cpu-clock`, `valgrind
-//! --tool=callgrind`): `hotloop handle|local|latency|spread|spread-latency|snapshot|render|render-registry|
-//! render-snapshot N`.
+//! --tool=callgrind`): `hotloop handle|local|latency|spread|spread-latency|snapshot|render|
+//! render-registry|render-snapshot N`.
 use std::time::Instant;
 
 use abacus::Registry;
