@@ -1,5 +1,6 @@
 //! Tight recording loops for profilers (`perf record -e cpu-clock`, `valgrind
-//! --tool=callgrind`): `hotloop handle|local|latency|spread|spread-latency|snapshot|render N`.
+//! --tool=callgrind`): `hotloop handle|local|latency|spread|spread-latency|snapshot|render|
+//! render-registry|render-snapshot N`.
 use std::time::Instant;
 
 use abacus::Registry;
@@ -170,7 +171,7 @@ fn run_snapshot(registry: &Registry, n: u32) {
 /// cumulative snapshots, renders of one snapshot and delta snapshots, timed separately.
 #[inline(never)]
 fn run_render(registry: &Registry, n: u32) {
-    use abacus::exposition::prometheus::{RenderOptions, render};
+    use abacus::exposition::prometheus::{RenderOptions, render, render_registry};
     let names: Vec<String> = (0..10_000).map(|i| format!("svc-{i:05}")).collect();
     let handles: Vec<_> = names.iter().map(|s| registry.latency(s)).collect();
     let mut x = 0x9e37_79b9_u64;
@@ -204,8 +205,52 @@ fn run_render(registry: &Registry, n: u32) {
         })
     );
     println!(
+        "render_registry: {}",
+        timed(n, || {
+            drop(std::hint::black_box(render_registry(registry, &opts)))
+        })
+    );
+    println!(
         "delta snapshot: {}",
         timed(n, || drop(std::hint::black_box(registry.delta())))
+    );
+}
+
+/// As `render`, but only `n` [`render_registry`](abacus::exposition::prometheus::render_registry)
+/// calls after the fill (for `valgrind --tool=callgrind --toggle-collect=*render_only*`).
+#[inline(never)]
+fn run_render_only(registry: &Registry, n: u32, fused: bool) {
+    use abacus::exposition::prometheus::{RenderOptions, render, render_registry};
+    let names: Vec<String> = (0..10_000).map(|i| format!("svc-{i:05}")).collect();
+    let handles: Vec<_> = names.iter().map(|s| registry.latency(s)).collect();
+    let mut x = 0x9e37_79b9_u64;
+    for _ in 0..100 {
+        for h in &handles {
+            let r = xorshift(&mut x);
+            let g: f64 = (0..4)
+                .map(|k| ((r >> (k * 16)) & 0xffff) as f64 / 65536.0)
+                .sum();
+            h.record((50.0 * ((g - 2.0) * 2.1).exp()).clamp(1.0, 10_000.0) as u64);
+        }
+    }
+    let opts = RenderOptions {
+        integer_buckets: (0..15).map(|e| f64::from(1u32 << e)).collect(),
+        ..RenderOptions::default()
+    };
+    let label = if fused {
+        "render_registry"
+    } else {
+        "snapshot + render"
+    };
+    println!(
+        "{label}: {}",
+        timed(n, || {
+            if fused {
+                drop(std::hint::black_box(render_registry(registry, &opts)))
+            } else {
+                drop(std::hint::black_box(render(&registry.snapshot(), &opts)))
+            }
+        })
     );
 }
 
@@ -224,6 +269,8 @@ fn main() {
         "spread-latency" => run_spread(&registry, n, true),
         "snapshot" => run_snapshot(&registry, n as u32),
         "render" => run_render(&registry, n as u32),
+        "render-registry" => run_render_only(&registry, n as u32, true),
+        "render-snapshot" => run_render_only(&registry, n as u32, false),
         "latency2" | "handle2" | "local2" | "local2-apart" | "local2-registries" => {
             // Two threads, same series (`local2-apart`: one series each): compare with one
             // thread's time for `n`.

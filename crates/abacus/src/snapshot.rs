@@ -57,7 +57,27 @@ pub enum Value {
     Histogram(HistogramSnapshot),
 }
 
+/// A [`Value`] with the histogram borrowed: what the renderer reads, from a snapshot or
+/// straight from the registry.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ValueRef<'a> {
+    Counter(u64),
+    FloatCounter(f64),
+    Gauge(f64),
+    Histogram(crate::histogram::HistogramView<'a>),
+}
+
 impl Value {
+    /// The value with the histogram borrowed.
+    pub(crate) fn as_ref(&self) -> ValueRef<'_> {
+        match self {
+            Value::Counter(n) => ValueRef::Counter(*n),
+            Value::FloatCounter(x) => ValueRef::FloatCounter(*x),
+            Value::Gauge(v) => ValueRef::Gauge(*v),
+            Value::Histogram(h) => ValueRef::Histogram(h.view()),
+        }
+    }
+
     /// Whether a delta value carries no change (zero increase, empty histogram).
     pub fn is_zero(&self) -> bool {
         match self {

@@ -1,7 +1,15 @@
 //! The Prometheus exposition, parsed back by an independent parser.
 
 use abacus::Registry;
-use abacus::exposition::prometheus::{Format, RenderOptions, render};
+use abacus::exposition::prometheus::{Format, RenderOptions, render, render_registry};
+
+/// The text of `r`, rendered from a snapshot and straight from the registry: both must be
+/// the same (the checks below then hold for both paths).
+fn render_both(r: &Registry, opts: &RenderOptions) -> String {
+    let text = render(&r.snapshot(), opts);
+    assert_eq!(render_registry(r, opts), text, "render_registry differs");
+    text
+}
 
 fn parse(text: &str) -> prometheus_parse::Scrape {
     let lines = text.lines().map(|l| Ok(l.to_owned()));
@@ -19,7 +27,7 @@ fn exposition_parses_and_histograms_are_consistent() {
     r.increment_counter("requests_total", &[("code", "500"), ("method", "GET")], 1);
     r.set_gauge("temperature.celsius", &[("room", "a b")], -3.5);
     r.record_f64("payload", &[], 0.25);
-    let text = render(&r.snapshot(), &RenderOptions::default());
+    let text = render_both(&r, &RenderOptions::default());
 
     // Parser 1: prometheus-parse (lenient; used for names, types and values).
     let scrape = parse(&text);
@@ -78,7 +86,7 @@ fn classic_buckets_count_exactly_at_power_of_two_boundaries() {
     for v in 0..=100u64 {
         r.record("size", &[], v);
     }
-    let text = render(&r.snapshot(), &RenderOptions::default());
+    let text = render_both(&r, &RenderOptions::default());
     for (le, expect) in [
         ("1", 2),
         ("2", 3),
@@ -104,16 +112,13 @@ fn openmetrics_ends_with_eof_and_names_counter_families_without_total() {
         format: Format::OpenMetrics,
         ..RenderOptions::default()
     };
-    let text = render(&r.snapshot(), &opts);
+    let text = render_both(&r, &opts);
     assert_eq!(text, "# TYPE jobs counter\njobs_total 2\n# EOF\n");
 }
 
 #[test]
 fn empty_registry_renders_nothing() {
-    assert_eq!(
-        render(&Registry::new().snapshot(), &RenderOptions::default()),
-        ""
-    );
+    assert_eq!(render_both(&Registry::new(), &RenderOptions::default()), "");
 }
 
 #[test]
@@ -122,7 +127,7 @@ fn negative_observations_get_mirrored_negative_buckets_and_parse_strictly() {
     for v in [-3.0, -0.7, 2.0] {
         r.record_f64("delta", &[], v);
     }
-    let text = render(&r.snapshot(), &RenderOptions::default());
+    let text = render_both(&r, &RenderOptions::default());
     let exposition = openmetrics_parser::prometheus::parse_prometheus(&text)
         .unwrap_or_else(|e| panic!("strict parse: {e:?}\n{text}"));
     let family = &exposition.families["delta"];
@@ -150,8 +155,8 @@ fn negative_observations_get_mirrored_negative_buckets_and_parse_strictly() {
         !text.contains("delta_count"),
         "no count without a sum:\n{text}"
     );
-    let om = render(
-        &r.snapshot(),
+    let om = render_both(
+        &r,
         &RenderOptions {
             format: Format::OpenMetrics,
             ..RenderOptions::default()

@@ -3,7 +3,7 @@
 //! `Histogram::local()` (the harness resolves handles on the worker thread that uses them).
 
 use abacus::Registry;
-use abacus::exposition::prometheus::{RenderOptions, render};
+use abacus::exposition::prometheus::{RenderOptions, render_registry};
 
 use crate::{HandleSet, LATENCY_BUCKETS_MS, METRIC_NAME, Target};
 
@@ -43,9 +43,10 @@ impl Abacus {
         &self.registry
     }
 
-    /// Prometheus text of the cumulative registry, with the same classic buckets as the peers.
+    /// Prometheus text of the cumulative registry, with the same classic buckets as the peers
+    /// (rendered straight from the registry: the same text as rendering its snapshot).
     pub fn render(&self) -> String {
-        render(&self.registry.snapshot(), &self.render_opts)
+        render_registry(&self.registry, &self.render_opts)
     }
 }
 

@@ -9,7 +9,7 @@
 //! * `GET /metrics` → Prometheus text 0.0.4, or OpenMetrics 1.0 when `Accept` names
 //!   `application/openmetrics-text`.
 
-use abacus::exposition::prometheus::{Format, RenderOptions, render};
+use abacus::exposition::prometheus::{Format, RenderOptions, render_registry};
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -136,7 +136,7 @@ pub(crate) async fn prometheus(State(state): State<AppState>, headers: HeaderMap
         format,
         ..RenderOptions::default()
     };
-    let text = with_help(&render(&state.registry().snapshot(), &options));
+    let text = with_help(&render_registry(state.registry(), &options));
     let mut resp = text.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -24,8 +24,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
-use crate::histogram::HistogramSnapshot;
-use crate::snapshot::{SeriesSnapshot, Snapshot, Unit, Value};
+use crate::Registry;
+use crate::histogram::{BoundIndex, HistogramView};
+use crate::key::Key;
+use crate::registry::{CollectScratch, MetricKind, Series, read_cumulative};
+use crate::snapshot::{SeriesSnapshot, Snapshot, Unit, Value, ValueRef};
 
 /// Text format to render.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -115,15 +118,22 @@ pub fn escape_label_value(raw: &str, out: &mut String) {
     }
 }
 
+#[cfg(test)]
 fn family_name(s: &SeriesSnapshot, prefix: &str) -> String {
-    let mut name = metric_name(&format!("{prefix}{}", s.key.name()));
-    if let Some(suffix) = s.unit.prometheus_suffix() {
+    let counter = matches!(s.value, Value::Counter(_) | Value::FloatCounter(_));
+    family_name_of(s.key.name(), s.unit, counter, prefix)
+}
+
+/// The sanitised family name of series `raw` with `unit` (`counter`: without `_total`).
+fn family_name_of(raw: &str, unit: Unit, counter: bool, prefix: &str) -> String {
+    let mut name = metric_name(&format!("{prefix}{raw}"));
+    if let Some(suffix) = unit.prometheus_suffix() {
         if !name.ends_with(suffix) {
             name.push('_');
             name.push_str(suffix);
         }
     }
-    if matches!(s.value, Value::Counter(_) | Value::FloatCounter(_)) {
+    if counter {
         // The family is the name without `_total`; samples carry the suffix.
         if let Some(stripped) = name.strip_suffix("_total") {
             name = stripped.to_owned();
@@ -144,9 +154,9 @@ fn label_name_is_clean(raw: &str) -> bool {
 
 /// Writes `{a="1",b="2"` (without the closing brace, nothing without labels) into `out`,
 /// replacing its contents.
-fn label_prefix_into(s: &SeriesSnapshot, out: &mut String) {
+fn label_prefix_into(key: &Key, out: &mut String) {
     out.clear();
-    for (i, (k, v)) in s.key.labels().iter().enumerate() {
+    for (i, (k, v)) in key.labels().iter().enumerate() {
         out.push(if i == 0 { '{' } else { ',' });
         if label_name_is_clean(k) {
             out.push_str(k);
@@ -174,25 +184,13 @@ fn write_float(out: &mut String, v: f64) {
 }
 
 /// Writes the count `n` as the text `write_float(n as f64)` gives: below 2^53 the `f64` is
-/// the integer itself and `Display` prints its digits, so they are written directly.
+/// the integer itself and `Display` prints its digits, which `itoa` writes directly.
 fn write_count(out: &mut String, n: u64) {
     if n >= 1 << 53 {
         write_float(out, n as f64);
         return;
     }
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    // ASCII digits: always valid UTF-8.
-    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+    out.push_str(itoa::Buffer::new().format(n));
 }
 
 /// A sample line's value.
@@ -246,28 +244,31 @@ fn le_label(b: f64) -> String {
 }
 
 /// Classic boundaries of one (value kind, unit) pair, prepared once per render: the `le`
-/// label of each boundary and, per scale met, the exponential bucket each boundary falls in.
+/// label of each boundary (with the space before the value) and, per scale met, the
+/// exponential bucket each boundary falls in.
 struct Classic<'a> {
     bounds: &'a [f64],
+    integers: bool,
     le: Vec<String>,
-    index: Vec<(i8, Vec<i32>)>,
+    index: Vec<(i8, BoundIndex)>,
 }
 
 impl<'a> Classic<'a> {
-    fn new(bounds: &'a [f64], unit: Unit) -> Self {
+    fn new(bounds: &'a [f64], integers: bool, unit: Unit) -> Self {
         let to_base = unit.to_base();
         Classic {
             bounds,
-            le: bounds.iter().map(|b| le_label(b * to_base)).collect(),
+            integers,
+            le: bounds.iter().map(|b| le_label(b * to_base) + " ").collect(),
             index: Vec::new(),
         }
     }
 
-    fn index(&mut self, scale: i8) -> &[i32] {
+    fn index(&mut self, scale: i8) -> &BoundIndex {
         let at = match self.index.iter().position(|(s, _)| *s == scale) {
             Some(at) => at,
             None => {
-                let idx = HistogramSnapshot::bound_indexes(scale, self.bounds);
+                let idx = BoundIndex::new(scale, self.integers, self.bounds);
                 self.index.push((scale, idx));
                 self.index.len() - 1
             }
@@ -288,7 +289,7 @@ fn write_histogram<'a>(
     out: &mut String,
     name: &str,
     labels: &str,
-    h: &HistogramSnapshot,
+    h: &HistogramView<'_>,
     unit: Unit,
     bounds: &'a [f64],
     scratch: &mut Scratch<'a>,
@@ -316,7 +317,9 @@ fn write_histogram<'a>(
         let at = match scratch.classic.iter().position(|(k, _)| *k == key) {
             Some(at) => at,
             None => {
-                scratch.classic.push((key, Classic::new(bounds, unit)));
+                scratch
+                    .classic
+                    .push((key, Classic::new(bounds, h.integers, unit)));
                 scratch.classic.len() - 1
             }
         };
@@ -340,7 +343,6 @@ fn write_histogram<'a>(
         for (le, &n) in classic.le.iter().zip(counts.iter()) {
             out.push_str(bucket);
             out.push_str(le);
-            out.push(' ');
             write_count(out, n);
             out.push('\n');
         }
@@ -367,8 +369,77 @@ fn write_histogram<'a>(
     }
 }
 
+/// A family's sample type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl Kind {
+    fn of_value(v: &Value) -> Kind {
+        match v {
+            Value::Counter(_) | Value::FloatCounter(_) => Kind::Counter,
+            Value::Gauge(_) => Kind::Gauge,
+            Value::Histogram(_) => Kind::Histogram,
+        }
+    }
+
+    fn of_metric(k: MetricKind) -> Kind {
+        match k {
+            MetricKind::Counter | MetricKind::FloatCounter => Kind::Counter,
+            MetricKind::Gauge => Kind::Gauge,
+            MetricKind::Histogram | MetricKind::FloatHistogram => Kind::Histogram,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
+}
+
+/// What grouping needs of a series before its value is read.
+struct Head<'s> {
+    key: &'s Key,
+    unit: Unit,
+    kind: Kind,
+    /// An integer histogram (its classic boundaries are `integer_buckets`).
+    integers: bool,
+}
+
+/// Reads the value of series `i` (an index into the heads) when its lines are written.
+trait Values {
+    fn read(&mut self, i: usize) -> ValueRef<'_>;
+}
+
+/// The values of a snapshot.
+struct SnapshotValues<'s>(&'s [SeriesSnapshot]);
+
+impl Values for SnapshotValues<'_> {
+    fn read(&mut self, i: usize) -> ValueRef<'_> {
+        self.0[i].value.as_ref()
+    }
+}
+
+/// The cumulative values of a registry's series, read one at a time into a scratch.
+struct RegistryValues<'s> {
+    series: &'s [std::sync::Arc<Series>],
+    scratch: CollectScratch,
+}
+
+impl Values for RegistryValues<'_> {
+    fn read(&mut self, i: usize) -> ValueRef<'_> {
+        read_cumulative(&self.series[i], &mut self.scratch)
+    }
+}
+
 /// Bytes a series' lines take, roughly (to size the output once).
-fn estimate(s: &SeriesSnapshot, name_len: usize, opts: &RenderOptions) -> usize {
+fn estimate(s: &Head<'_>, name_len: usize, opts: &RenderOptions) -> usize {
     let labels: usize = s
         .key
         .labels()
@@ -376,9 +447,9 @@ fn estimate(s: &SeriesSnapshot, name_len: usize, opts: &RenderOptions) -> usize 
         .map(|(k, v)| k.len() + v.len() + 4)
         .sum();
     let line = name_len + labels + 16;
-    match &s.value {
-        Value::Histogram(h) => {
-            let bounds = if h.integers {
+    match s.kind {
+        Kind::Histogram => {
+            let bounds = if s.integers {
                 opts.integer_buckets.len()
             } else {
                 opts.float_buckets.len()
@@ -391,28 +462,72 @@ fn estimate(s: &SeriesSnapshot, name_len: usize, opts: &RenderOptions) -> usize 
 
 /// Renders a snapshot (normally cumulative: Prometheus expects counters since start).
 pub fn render(snapshot: &Snapshot, opts: &RenderOptions) -> String {
+    let heads = snapshot.series.iter().map(|s| Head {
+        key: &s.key,
+        unit: s.unit,
+        kind: Kind::of_value(&s.value),
+        integers: matches!(&s.value, Value::Histogram(h) if h.integers),
+    });
+    render_from(heads, &mut SnapshotValues(&snapshot.series), opts)
+}
+
+/// Renders the cumulative state of `registry`: the same text as
+/// `render(&registry.snapshot(), opts)`, without building the snapshot. Each series is
+/// read (as the snapshot reads it) when its lines are written, into one scratch reused
+/// for every series, so no per-series histogram is allocated.
+///
+/// ```
+/// use abacus::exposition::prometheus::{render, render_registry};
+/// let registry = abacus::Registry::new();
+/// registry.record_latency("api", 12);
+/// let opts = Default::default();
+/// assert_eq!(render_registry(&registry, &opts), render(&registry.snapshot(), &opts));
+/// ```
+pub fn render_registry(registry: &Registry, opts: &RenderOptions) -> String {
+    let (series, scratch) = registry.cumulative_walk();
+    let heads = series.iter().map(|s| Head {
+        key: &s.key,
+        unit: s.unit,
+        kind: Kind::of_metric(s.kind),
+        integers: s.kind == MetricKind::Histogram,
+    });
+    let mut values = RegistryValues {
+        series: &series,
+        scratch,
+    };
+    render_from(heads, &mut values, opts)
+}
+
+/// Renders series `heads` (in order), reading their values from `values`.
+fn render_from<'s>(
+    heads: impl Iterator<Item = Head<'s>>,
+    values: &mut impl Values,
+    opts: &RenderOptions,
+) -> String {
     // Group by sanitised family name so each family's samples are contiguous and its TYPE
     // line appears once, even when two raw names sanitise to the same family. The family
     // name is computed once per (raw name, unit, counter or not), not once per series.
     type RawFamily<'s> = (&'s str, Unit, bool);
     let mut by_raw: HashMap<RawFamily<'_>, usize, foldhash::fast::RandomState> = HashMap::default();
     let mut by_name: BTreeMap<String, usize> = BTreeMap::new();
-    let mut families: Vec<(String, Vec<&SeriesSnapshot>)> = Vec::new();
+    // Per family: name, kind of its first series, and its series as (index, head).
+    type Family<'s> = (String, Kind, Vec<(usize, Head<'s>)>);
+    let mut families: Vec<Family<'s>> = Vec::new();
     let mut capacity = 16;
-    for s in &snapshot.series {
-        let counter = matches!(s.value, Value::Counter(_) | Value::FloatCounter(_));
+    for (i, s) in heads.enumerate() {
+        let counter = s.kind == Kind::Counter;
         let slot = *by_raw
             .entry((s.key.name(), s.unit, counter))
             .or_insert_with(|| {
-                let name = family_name(s, &opts.prefix);
+                let name = family_name_of(s.key.name(), s.unit, counter, &opts.prefix);
                 *by_name.entry(name.clone()).or_insert_with(|| {
-                    families.push((name, Vec::new()));
+                    families.push((name, s.kind, Vec::new()));
                     families.len() - 1
                 })
             });
         let family = &mut families[slot];
-        capacity += estimate(s, family.0.len(), opts);
-        family.1.push(s);
+        capacity += estimate(&s, family.0.len(), opts);
+        family.2.push((i, s));
     }
     let mut out = String::with_capacity(capacity);
     let mut labels = String::new();
@@ -422,42 +537,42 @@ pub fn render(snapshot: &Snapshot, opts: &RenderOptions) -> String {
         bucket: String::new(),
     };
     for &slot in by_name.values() {
-        let (name, series) = &families[slot];
-        let kind = match series[0].value {
-            Value::Counter(_) | Value::FloatCounter(_) => "counter",
-            Value::Gauge(_) => "gauge",
-            Value::Histogram(_) => "histogram",
-        };
-        let type_name = if kind == "counter" && opts.format == Format::Text004 {
-            format!("{name}_total")
-        } else {
-            name.clone()
-        };
-        let _ = writeln!(out, "# TYPE {type_name} {kind}");
-        for s in series {
-            label_prefix_into(s, &mut labels);
-            match &s.value {
-                Value::Counter(n) if kind == "counter" => {
-                    write_sample(&mut out, name, "_total", &labels, None, Sample::Count(*n))
+        let (name, kind, series) = &families[slot];
+        let kind = *kind;
+        out.push_str("# TYPE ");
+        out.push_str(name);
+        if kind == Kind::Counter && opts.format == Format::Text004 {
+            out.push_str("_total");
+        }
+        out.push(' ');
+        out.push_str(kind.as_str());
+        out.push('\n');
+        for (i, s) in series {
+            // A series whose kind differs from its family's first series would make the
+            // family invalid; skip it (the registry refuses such kind conflicts anyway,
+            // this only happens when two raw names sanitise to one family).
+            if s.kind != kind {
+                continue;
+            }
+            label_prefix_into(s.key, &mut labels);
+            match values.read(*i) {
+                ValueRef::Counter(n) => {
+                    write_sample(&mut out, name, "_total", &labels, None, Sample::Count(n))
                 }
-                Value::FloatCounter(x) if kind == "counter" => {
-                    write_sample(&mut out, name, "_total", &labels, None, Sample::Float(*x))
+                ValueRef::FloatCounter(x) => {
+                    write_sample(&mut out, name, "_total", &labels, None, Sample::Float(x))
                 }
-                Value::Gauge(v) if kind == "gauge" => {
-                    write_sample(&mut out, name, "", &labels, None, Sample::Float(*v))
+                ValueRef::Gauge(v) => {
+                    write_sample(&mut out, name, "", &labels, None, Sample::Float(v))
                 }
-                Value::Histogram(h) if kind == "histogram" => {
+                ValueRef::Histogram(h) => {
                     let bounds = if h.integers {
                         &opts.integer_buckets
                     } else {
                         &opts.float_buckets
                     };
-                    write_histogram(&mut out, name, &labels, h, s.unit, bounds, &mut scratch);
+                    write_histogram(&mut out, name, &labels, &h, s.unit, bounds, &mut scratch);
                 }
-                // A series whose kind differs from its family's first series would make the
-                // family invalid; skip it (the registry refuses such kind conflicts anyway,
-                // this only happens when two raw names sanitise to one family).
-                _ => {}
             }
         }
     }
@@ -473,6 +588,7 @@ mod tests {
     //! output must be byte for byte the same.
 
     use super::*;
+    use crate::histogram::HistogramSnapshot;
     use crate::key::Key;
     use crate::registry::MetricKind;
     use proptest::prelude::*;
@@ -766,6 +882,75 @@ mod tests {
             })
     }
 
+    /// One write into a registry: (name, labels, unit, what).
+    #[derive(Clone, Debug)]
+    enum Op {
+        Counter(u64),
+        FloatCounter(f64),
+        Gauge(f64),
+        /// Integer samples `(value, weight)`.
+        Histogram(Vec<(u64, u64)>),
+        /// Float samples `(value, weight)` (negative and tiny values included).
+        FloatHistogram(Vec<(f64, u64)>),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let weight = prop_oneof![
+            8 => Just(1u64),
+            1 => 1u64..1000,
+            // Buckets past 2^40 (the dense path's limit) and sums saturating u64.
+            1 => prop_oneof![Just(1u64 << 40), Just(u64::MAX / 3), Just(u64::MAX)],
+        ];
+        prop_oneof![
+            prop_oneof![any::<u64>(), 0u64..1000].prop_map(Op::Counter),
+            (-1e6f64..1e6).prop_map(Op::FloatCounter),
+            prop_oneof![any::<f64>(), -10.0f64..10.0].prop_map(Op::Gauge),
+            prop::collection::vec(
+                (
+                    prop_oneof![0u64..100, 0u64..100_000, any::<u64>()],
+                    weight.clone()
+                ),
+                0..60
+            )
+            .prop_map(Op::Histogram),
+            prop::collection::vec(
+                (
+                    prop_oneof![
+                        -100.0f64..100.0,
+                        0.0f64..1.0,
+                        Just(0.0),
+                        Just(-1e-300),
+                        Just(1e300),
+                        -1e40f64..1e40
+                    ],
+                    weight
+                ),
+                0..60
+            )
+            .prop_map(Op::FloatHistogram),
+        ]
+    }
+
+    fn apply(r: &crate::Registry, name: &str, labels: &[(&str, &str)], unit: Unit, op: &Op) {
+        match op {
+            Op::Counter(n) => r.increment_counter(name, labels, *n),
+            Op::FloatCounter(x) => r.add_counter_f64(name, labels, *x),
+            Op::Gauge(v) => r.set_gauge(name, labels, *v),
+            Op::Histogram(samples) => {
+                let h = r.histogram_with_unit(name, labels, unit);
+                for &(v, n) in samples {
+                    h.record_n(v, n);
+                }
+            }
+            Op::FloatHistogram(samples) => {
+                let h = r.float_histogram_with_unit(name, labels, unit);
+                for &(v, n) in samples {
+                    h.record_f64_n(v, n);
+                }
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
@@ -780,6 +965,38 @@ mod tests {
                 series,
             };
             prop_assert_eq!(render(&snapshot, &opts), reference::render(&snapshot, &opts));
+        }
+
+        /// `render_registry` (no snapshot; dense histogram views, and sparse ones for
+        /// negative or huge counts) against the reference rendering of the snapshot.
+        #[test]
+        fn registry_output_is_the_reference_output(
+            ops in prop::collection::vec(
+                (
+                    0..NAMES.len(),
+                    prop::collection::vec((0..LABEL_NAMES.len(), 0..LABEL_VALUES.len()), 0..3),
+                    0..4usize,
+                    op(),
+                ),
+                0..16,
+            ),
+            scale in prop_oneof![Just(4u8), 0u8..9],
+            opts in options(),
+        ) {
+            let r = crate::Registry::builder().scale(scale).build().expect("valid config");
+            for (name, labels, unit, op) in &ops {
+                let labels: Vec<(&str, &str)> = labels
+                    .iter()
+                    .map(|&(k, v)| (LABEL_NAMES[k], LABEL_VALUES[v]))
+                    .collect();
+                let unit = [Unit::None, Unit::Milliseconds, Unit::Seconds, Unit::Bytes][*unit];
+                apply(&r, NAMES[*name], &labels, unit, op);
+            }
+            let expected = reference::render(&r.snapshot(), &opts);
+            prop_assert_eq!(&render_registry(&r, &opts), &expected);
+            // Twice: the scratch of the first call is gone, the registry is unchanged.
+            prop_assert_eq!(&render_registry(&r, &opts), &expected);
+            prop_assert_eq!(&render(&r.snapshot(), &opts), &expected);
         }
 
         #[test]

@@ -21,7 +21,7 @@ pub mod index;
 mod snapshot;
 
 pub use snapshot::HistogramSnapshot;
-pub(crate) use snapshot::{HistogramTotals, RawHistogram};
+pub(crate) use snapshot::{BoundIndex, HistogramTotals, HistogramView, RawHistogram};
 
 /// The default scale: 16 buckets per power of two, quantiles within 2.17%.
 pub const DEFAULT_SCALE: u8 = 4;

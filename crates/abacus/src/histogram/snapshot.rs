@@ -72,6 +72,9 @@ pub(crate) struct RawHistogram {
     /// Scratch for one sign's sparse list, as long as a sign's dense array: the touched
     /// groups are written into it without a branch per slot (see [`Self::gather`]).
     sparse: Vec<(i32, u64)>,
+    /// Scratch for the negative sparse list while `sparse` holds the positive one (see
+    /// [`Self::view`]); as long as the negative dense array (empty for `U64`).
+    sparse_negative: Vec<(i32, u64)>,
     /// Scratch for one sign's delta list.
     delta: Vec<(i32, u64)>,
 }
@@ -108,12 +111,22 @@ impl RawHistogram {
             dense: [vec![0; groups * group_len], vec![0; neg]],
             touched: [0, 0],
             sparse: vec![(0, 0); groups * group_len],
+            sparse_negative: vec![(0, 0); neg],
             delta: Vec::new(),
         }
     }
 
-    /// Clears the scalars for the next series (`totals` already cleared the buckets).
+    /// Clears the scalars for the next series, and the buckets if a [`Self::view`] left
+    /// them in place (`totals`, `delta_into` and a sparse view clear them as they go).
     pub(crate) fn reset(&mut self) {
+        for sign in 0..2 {
+            let mut bits = std::mem::take(&mut self.touched[sign]);
+            while bits != 0 {
+                let start = bits.trailing_zeros() as usize * self.group_len;
+                bits &= bits - 1;
+                self.dense[sign][start..start + self.group_len].fill(0);
+            }
+        }
         self.zero = 0;
         self.sum_u64 = 0;
         self.sum_f64 = 0.0;
@@ -121,32 +134,17 @@ impl RawHistogram {
         self.max_key = 0;
     }
 
-    /// Writes the non-zero slots of `sign`'s touched groups into the scratch list, in index
-    /// order, and returns how many there are; with `clear`, also zeroes those groups and
-    /// their touched bits. Every slot is written and the length advances only past non-zero
-    /// ones: no branch per slot (the zero/non-zero pattern of sparse data is unpredictable).
+    /// [`gather_into`] of `sign` into the scratch list.
     fn gather(&mut self, sign: usize, clear: bool) -> usize {
-        let mut touched = self.touched[sign];
-        if clear {
-            self.touched[sign] = 0;
-        }
         let (base, len) = (self.base, self.group_len);
-        let dense = &mut self.dense[sign];
-        let out = &mut self.sparse[..];
-        let mut n = 0;
-        while touched != 0 {
-            let start = touched.trailing_zeros() as usize * len;
-            touched &= touched - 1;
-            let group = &mut dense[start..start + len];
-            for (off, &count) in group.iter().enumerate() {
-                out[n] = (base + (start + off) as i32, count);
-                n += usize::from(count != 0);
-            }
-            if clear {
-                group.fill(0);
-            }
-        }
-        n
+        gather_into(
+            &mut self.dense[sign],
+            &mut self.touched[sign],
+            base,
+            len,
+            clear,
+            &mut self.sparse,
+        )
     }
 
     /// Takes the accumulated buckets as sorted sparse lists (clearing them) together with
@@ -163,6 +161,117 @@ impl RawHistogram {
             positive,
             negative,
         }
+    }
+
+    /// The accumulated cumulative totals as a [`HistogramView`] over this accumulator:
+    /// what [`Self::totals`] then [`Self::snapshot`] give, with the same clamped extremes,
+    /// without allocating. Positive-only histograms whose counts cannot overflow (every
+    /// bucket below 2^40) are viewed in place, dense, and their buckets are cleared by the
+    /// next [`Self::reset`]; others are gathered into the scratch lists.
+    pub(crate) fn view(&mut self) -> HistogramView<'_> {
+        let scale = self.scale as i8;
+        let (min, max, sum) = self.extremes_and_sum(self.sum_u64, self.sum_f64);
+        let integers = self.domain == Domain::U64;
+        if self.touched[1] == 0 && self.zero < 1 << 62 {
+            if let Some((span, base, total)) = self.dense_positive() {
+                let counts = &self.dense[0][span];
+                let count = self.zero + total;
+                let first = counts.first().map(|_| base);
+                let last = counts.len().checked_sub(1).map(|l| base + l as i32);
+                let (min, max) = clamped_extremes(
+                    scale,
+                    count,
+                    self.zero,
+                    (first, last),
+                    (None, None),
+                    (min, max),
+                );
+                return HistogramView {
+                    scale,
+                    count,
+                    sum,
+                    min,
+                    max,
+                    zero_count: self.zero,
+                    buckets: Buckets::Dense { counts, base },
+                    integers,
+                };
+            }
+        }
+        let (base, len) = (self.base, self.group_len);
+        let [dense_positive, dense_negative] = &mut self.dense;
+        let [touched_positive, touched_negative] = &mut self.touched;
+        let n = gather_into(
+            dense_positive,
+            touched_positive,
+            base,
+            len,
+            true,
+            &mut self.sparse,
+        );
+        let positive = &self.sparse[..n];
+        let n = gather_into(
+            dense_negative,
+            touched_negative,
+            base,
+            len,
+            true,
+            &mut self.sparse_negative,
+        );
+        let negative = &self.sparse_negative[..n];
+        let count = positive
+            .iter()
+            .chain(negative)
+            .fold(self.zero, |acc, b| acc.saturating_add(b.1));
+        let (min, max) = clamped_extremes(
+            scale,
+            count,
+            self.zero,
+            (positive.first().map(|b| b.0), positive.last().map(|b| b.0)),
+            (negative.first().map(|b| b.0), negative.last().map(|b| b.0)),
+            (min, max),
+        );
+        HistogramView {
+            scale,
+            count,
+            sum,
+            min,
+            max,
+            zero_count: self.zero,
+            buckets: Buckets::Sparse { positive, negative },
+            integers,
+        }
+    }
+
+    /// The positions of the positive dense counts from the first to the last non-zero
+    /// bucket, the bucket index of the first, and their total; `None` if a bucket holds 2^40 or more (then
+    /// sums of up to 2^16 buckets could pass 2^56, and the sparse path, which saturates,
+    /// is taken).
+    fn dense_positive(&self) -> Option<(std::ops::Range<usize>, i32, u64)> {
+        let touched = self.touched[0];
+        if touched == 0 {
+            return Some((0..0, self.base, 0));
+        }
+        let len = self.group_len;
+        let lo = touched.trailing_zeros() as usize * len;
+        let hi = (64 - touched.leading_zeros() as usize) * len;
+        let span = &self.dense[0][lo..hi];
+        // One pass, no early exit: vectorises.
+        let (total, any) = span
+            .iter()
+            .fold((0u64, 0u64), |(t, o), &n| (t.wrapping_add(n), o | n));
+        if any >= 1 << 40 || span.len() > 1 << 16 {
+            return None;
+        }
+        let Some(first) = span.iter().position(|&n| n != 0) else {
+            return Some((0..0, self.base, 0));
+        };
+        let last = span.iter().rposition(|&n| n != 0).unwrap_or(first);
+        Some((
+            lo + first..lo + last + 1,
+            self.base + (lo + first) as i32,
+            total,
+        ))
     }
 
     /// The accumulated totals minus `prev` (as [`HistogramTotals::minus`]), replacing `prev`
@@ -200,17 +309,18 @@ impl RawHistogram {
         delta
     }
 
+    /// `(min, max, sum)` as `f64`s: the extremes read into `self`, the sum of the domain.
+    fn extremes_and_sum(&self, sum_u64: u64, sum_f64: f64) -> (f64, f64, f64) {
+        match self.domain {
+            Domain::U64 => (self.min_key as f64, self.max_key as f64, sum_u64 as f64),
+            Domain::F64 => (key_f64(self.min_key), key_f64(self.max_key), sum_f64),
+        }
+    }
+
     /// Builds a snapshot of `totals` (cumulative or delta) with the extremes read into `self`.
     pub(crate) fn snapshot(&self, totals: HistogramTotals) -> HistogramSnapshot {
         let count = totals.count();
-        let (min, max, sum) = match self.domain {
-            Domain::U64 => (
-                self.min_key as f64,
-                self.max_key as f64,
-                totals.sum_u64 as f64,
-            ),
-            Domain::F64 => (key_f64(self.min_key), key_f64(self.max_key), totals.sum_f64),
-        };
+        let (min, max, sum) = self.extremes_and_sum(totals.sum_u64, totals.sum_f64);
         let mut snap = HistogramSnapshot {
             scale: self.scale as i8,
             count,
@@ -225,6 +335,39 @@ impl RawHistogram {
         snap.clamp_extremes();
         snap
     }
+}
+
+/// Writes the non-zero slots of the touched groups of one sign's `dense` array into `out`,
+/// in index order, and returns how many there are; with `clear`, also zeroes those groups
+/// and their touched bits. Every slot is written and the length advances only past
+/// non-zero ones: no branch per slot (the zero/non-zero pattern of sparse data is
+/// unpredictable).
+fn gather_into(
+    dense: &mut [u64],
+    touched: &mut u64,
+    base: i32,
+    len: usize,
+    clear: bool,
+    out: &mut [(i32, u64)],
+) -> usize {
+    let mut bits = *touched;
+    if clear {
+        *touched = 0;
+    }
+    let mut n = 0;
+    while bits != 0 {
+        let start = bits.trailing_zeros() as usize * len;
+        bits &= bits - 1;
+        let group = &mut dense[start..start + len];
+        for (off, &count) in group.iter().enumerate() {
+            out[n] = (base + (start + off) as i32, count);
+            n += usize::from(count != 0);
+        }
+        if clear {
+            group.fill(0);
+        }
+    }
+    n
 }
 
 impl HistogramTotals {
@@ -292,6 +435,45 @@ fn merge_sorted(a: &[(i32, u64)], b: &[(i32, u64)]) -> Vec<(i32, u64)> {
         }
     }
     out
+}
+
+/// `(min, max)` clamped to the value ranges of the lowest and highest non-empty buckets
+/// (see [`HistogramSnapshot::clamp_extremes`]); `(0, 0)` when `count` is zero.
+/// `positive` and `negative` are the (lowest, highest) indexes of non-empty buckets.
+fn clamped_extremes(
+    scale: i8,
+    count: u64,
+    zero_count: u64,
+    positive: (Option<i32>, Option<i32>),
+    negative: (Option<i32>, Option<i32>),
+    (mut min, mut max): (f64, f64),
+) -> (f64, f64) {
+    if count == 0 {
+        return (0.0, 0.0);
+    }
+    // Value range of the lowest and highest non-empty buckets (only those two).
+    let s = scale;
+    let neg_range = |i: i32| (-bucket_upper(s, i), -bucket_lower(s, i));
+    let pos_range = |i: i32| (bucket_lower(s, i), bucket_upper(s, i));
+    let first = match (negative.1, zero_count, positive.0) {
+        (Some(i), _, _) => neg_range(i),
+        (None, z, _) if z > 0 => (0.0, 0.0),
+        (None, _, Some(i)) => pos_range(i),
+        _ => return (min, max),
+    };
+    let last = match (positive.1, zero_count, negative.0) {
+        (Some(i), _, _) => pos_range(i),
+        (None, z, _) if z > 0 => (0.0, 0.0),
+        (None, _, Some(i)) => neg_range(i),
+        _ => return (min, max),
+    };
+    if !(min >= first.0 && min <= first.1) {
+        min = min.clamp(first.0, first.1);
+    }
+    if !(max >= last.0 && max <= last.1) {
+        max = max.clamp(last.0, last.1);
+    }
+    (min, max)
 }
 
 /// The closed value range `[lo, hi]` that a bucket's samples lie in (as magnitudes).
@@ -426,99 +608,24 @@ impl HistogramSnapshot {
     /// result is cumulative, as classic `le` buckets are). Positive buckets are compared by
     /// index (one table lookup per boundary), so the cost is linear in buckets + boundaries.
     pub fn count_le_many(&self, bounds: &[f64]) -> Vec<u64> {
-        let mut out = Vec::with_capacity(bounds.len());
-        self.count_le_indexed(bounds, &Self::bound_indexes(self.scale, bounds), &mut out);
-        out
+        self.view().count_le_many(bounds)
     }
 
-    /// The positive bucket index each boundary falls in at `scale` (`i32::MIN` for a
-    /// boundary that is not a normal number), for [`count_le_indexed`](Self::count_le_indexed).
-    /// Depends on the scale and boundaries only, so a renderer computes it once.
-    pub(crate) fn bound_indexes(scale: i8, bounds: &[f64]) -> Vec<i32> {
-        let table = IndexTable::get(scale.max(0) as u8);
-        bounds
-            .iter()
-            .map(|&le| {
-                if le.is_normal() {
-                    table.index(le.abs())
-                } else {
-                    i32::MIN
-                }
-            })
-            .collect()
-    }
-
-    /// [`count_le_many`](Self::count_le_many) with the boundaries' bucket indexes given
-    /// (`index` from [`bound_indexes`](Self::bound_indexes) at this snapshot's scale),
-    /// appending to `out`.
-    pub(crate) fn count_le_indexed(&self, bounds: &[f64], index: &[i32], out: &mut Vec<u64>) {
-        debug_assert_eq!(bounds.len(), index.len());
-        let below_zero = self
-            .negative
-            .iter()
-            .fold(0u64, |acc, b| acc.saturating_add(b.1));
-        let (mut i, mut prefix) = (0, 0u64);
-        for (&le, &idx) in bounds.iter().zip(index) {
-            let total = if self.count == 0 || le.is_nan() {
-                0
-            } else if le >= self.max {
-                self.count
-            } else if le < 0.0 {
-                self.count_le_negative(le)
-            } else {
-                while i < self.positive.len() && self.positive[i].0 < idx {
-                    prefix = prefix.saturating_add(self.positive[i].1);
-                    i += 1;
-                }
-                let straddle = match self.positive.get(i) {
-                    Some(&(j, n)) if j == idx && self.straddle_included(j, le) => n,
-                    _ => 0,
-                };
-                below_zero
-                    .saturating_add(self.zero_count)
-                    .saturating_add(prefix)
-                    .saturating_add(straddle)
-            };
-            out.push(total);
+    /// The snapshot as a [`HistogramView`] (bucket lists borrowed).
+    pub(crate) fn view(&self) -> HistogramView<'_> {
+        HistogramView {
+            scale: self.scale,
+            count: self.count,
+            sum: self.sum,
+            min: self.min,
+            max: self.max,
+            zero_count: self.zero_count,
+            buckets: Buckets::Sparse {
+                positive: &self.positive,
+                negative: &self.negative,
+            },
+            integers: self.integers,
         }
-    }
-
-    /// Whether positive bucket `index`, which contains `le`, counts as `<= le`.
-    fn straddle_included(&self, index: i32, le: f64) -> bool {
-        let (lo, hi) = range(self.scale, index);
-        if hi <= le {
-            true
-        } else if self.integers {
-            // Integers in (lo, hi]: all <= le iff floor(hi) <= le; none iff the first
-            // integer above lo exceeds le.
-            if hi.floor() <= le {
-                true
-            } else if lo.floor() + 1.0 > le {
-                false
-            } else {
-                bucket_representative(self.scale, index) <= le
-            }
-        } else {
-            bucket_representative(self.scale, index) <= le
-        }
-    }
-
-    /// Samples `<= le` for a negative `le`: only negative buckets can qualify.
-    fn count_le_negative(&self, le: f64) -> u64 {
-        let mut total = 0;
-        // Most negative first: descending magnitude.
-        for &(i, n) in self.negative.iter().rev() {
-            let (lo, hi) = range(self.scale, i);
-            // Values in [-hi, -lo).
-            if -lo <= le {
-                total = u64::saturating_add(total, n);
-            } else if -hi > le {
-                break;
-            } else if -bucket_representative(self.scale, i) <= le {
-                total = u64::saturating_add(total, n);
-            }
-        }
-        total
     }
 
     /// Merges `other` into `self`. Histograms of different scales are merged at the
@@ -575,33 +682,221 @@ impl HistogramSnapshot {
     /// atomic swap at flush time, so a sample racing the flush can have its bucket in one
     /// window and its extreme in the other; clamping bounds the effect by the bucket width.
     pub(crate) fn clamp_extremes(&mut self) {
-        if self.count == 0 {
-            self.min = 0.0;
-            self.max = 0.0;
-            return;
+        let ends = |l: &[(i32, u64)]| (l.first().map(|b| b.0), l.last().map(|b| b.0));
+        (self.min, self.max) = clamped_extremes(
+            self.scale,
+            self.count,
+            self.zero_count,
+            ends(&self.positive),
+            ends(&self.negative),
+            (self.min, self.max),
+        );
+    }
+}
+
+/// What [`HistogramView::count_le_indexed`] needs of ascending boundaries beyond their
+/// values; it depends on the scale, the value kind and the boundaries only, so a renderer
+/// computes it once for every histogram of that shape.
+#[derive(Debug)]
+pub(crate) struct BoundIndex {
+    scale: i8,
+    integers: bool,
+    /// The positive bucket index each boundary falls in (`i32::MIN` for a boundary that is
+    /// not a normal number).
+    index: Vec<i32>,
+    /// Whether that bucket, when non-empty, counts as `<= le` (see `straddle_included`);
+    /// `false` where it is never asked (negative, NaN or non-normal boundaries).
+    include: Vec<bool>,
+}
+
+impl BoundIndex {
+    pub(crate) fn new(scale: i8, integers: bool, bounds: &[f64]) -> Self {
+        let table = IndexTable::get(scale.max(0) as u8);
+        let index: Vec<i32> = bounds
+            .iter()
+            .map(|&le| {
+                if le.is_normal() {
+                    table.index(le.abs())
+                } else {
+                    i32::MIN
+                }
+            })
+            .collect();
+        let include = bounds
+            .iter()
+            .zip(&index)
+            .map(|(&le, &idx)| {
+                le >= 0.0 && idx != i32::MIN && straddle_included(scale, integers, idx, le)
+            })
+            .collect();
+        BoundIndex {
+            scale,
+            integers,
+            index,
+            include,
         }
-        // Value range of the lowest and highest non-empty buckets (only those two).
-        let s = self.scale;
-        let neg_range = |i: i32| (-bucket_upper(s, i), -bucket_lower(s, i));
-        let pos_range = |i: i32| (bucket_lower(s, i), bucket_upper(s, i));
-        let first = match (self.negative.last(), self.zero_count, self.positive.first()) {
-            (Some(&(i, _)), _, _) => neg_range(i),
-            (None, z, _) if z > 0 => (0.0, 0.0),
-            (None, _, Some(&(i, _))) => pos_range(i),
-            _ => return,
+    }
+}
+
+/// Whether positive bucket `index` at `scale`, which contains `le`, counts as `<= le`.
+fn straddle_included(scale: i8, integers: bool, index: i32, le: f64) -> bool {
+    let (lo, hi) = range(scale, index);
+    if hi <= le {
+        true
+    } else if integers {
+        // Integers in (lo, hi]: all <= le iff floor(hi) <= le; none iff the first
+        // integer above lo exceeds le.
+        if hi.floor() <= le {
+            true
+        } else if lo.floor() + 1.0 > le {
+            false
+        } else {
+            bucket_representative(scale, index) <= le
+        }
+    } else {
+        bucket_representative(scale, index) <= le
+    }
+}
+
+/// A histogram with borrowed bucket lists: the fields of a [`HistogramSnapshot`], as
+/// produced by a snapshot or read straight from a collection's scratch (the renderer's
+/// path that builds no snapshot). The classic-bucket conversion lives here, so both
+/// paths share it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HistogramView<'a> {
+    pub(crate) scale: i8,
+    pub(crate) count: u64,
+    pub(crate) sum: f64,
+    pub(crate) min: f64,
+    pub(crate) max: f64,
+    pub(crate) zero_count: u64,
+    pub(crate) buckets: Buckets<'a>,
+    pub(crate) integers: bool,
+}
+
+/// The buckets of a [`HistogramView`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Buckets<'a> {
+    /// Non-zero `(index, count)` lists, ascending index (as in [`HistogramSnapshot`]).
+    Sparse {
+        positive: &'a [(i32, u64)],
+        negative: &'a [(i32, u64)],
+    },
+    /// Positive buckets only, by position: `counts[p]` is bucket `base + p`; the first and
+    /// last are non-zero, and the counts add up to less than 2^57 (no sum can saturate).
+    Dense { counts: &'a [u64], base: i32 },
+}
+
+impl HistogramView<'_> {
+    /// As [`HistogramSnapshot::count_le_many`].
+    pub(crate) fn count_le_many(&self, bounds: &[f64]) -> Vec<u64> {
+        let mut out = Vec::with_capacity(bounds.len());
+        let at = BoundIndex::new(self.scale, self.integers, bounds);
+        self.count_le_indexed(bounds, &at, &mut out);
+        out
+    }
+
+    /// [`HistogramSnapshot::count_le_many`] with the boundaries' [`BoundIndex`] given (at
+    /// this view's scale and value kind), appending to `out`.
+    pub(crate) fn count_le_indexed(&self, bounds: &[f64], at: &BoundIndex, out: &mut Vec<u64>) {
+        debug_assert_eq!(bounds.len(), at.index.len());
+        debug_assert_eq!((at.scale, at.integers), (self.scale, self.integers));
+        let (positive, negative) = match self.buckets {
+            Buckets::Sparse { positive, negative } => (positive, negative),
+            Buckets::Dense { counts, base } => {
+                self.count_le_dense(counts, base, bounds, at, out);
+                return;
+            }
         };
-        let last = match (self.positive.last(), self.zero_count, self.negative.first()) {
-            (Some(&(i, _)), _, _) => pos_range(i),
-            (None, z, _) if z > 0 => (0.0, 0.0),
-            (None, _, Some(&(i, _))) => neg_range(i),
-            _ => return,
+        let below_zero = negative.iter().fold(0u64, |acc, b| acc.saturating_add(b.1));
+        let (mut i, mut prefix) = (0, 0u64);
+        for ((&le, &idx), &include) in bounds.iter().zip(&at.index).zip(&at.include) {
+            let total = if self.count == 0 || le.is_nan() {
+                0
+            } else if le >= self.max {
+                self.count
+            } else if le < 0.0 {
+                self.count_le_negative(le)
+            } else {
+                while i < positive.len() && positive[i].0 < idx {
+                    prefix = prefix.saturating_add(positive[i].1);
+                    i += 1;
+                }
+                let straddle = match positive.get(i) {
+                    Some(&(j, n)) if j == idx && include => n,
+                    _ => 0,
+                };
+                below_zero
+                    .saturating_add(self.zero_count)
+                    .saturating_add(prefix)
+                    .saturating_add(straddle)
+            };
+            out.push(total);
+        }
+    }
+
+    /// [`Self::count_le_indexed`] over [`Buckets::Dense`]: the same totals, step by step
+    /// (no negative buckets; `prefix` is the sum of the buckets below the highest boundary
+    /// index so far, and only a boundary at that index can count its straddling bucket, as
+    /// in the sparse walk). No sum can saturate there, so plain additions are exact.
+    fn count_le_dense(
+        &self,
+        counts: &[u64],
+        base: i32,
+        bounds: &[f64],
+        at: &BoundIndex,
+        out: &mut Vec<u64>,
+    ) {
+        let (mut p, mut prefix) = (0usize, 0u64);
+        for ((&le, &idx), &include) in bounds.iter().zip(&at.index).zip(&at.include) {
+            let total = if self.count == 0 || le.is_nan() {
+                0
+            } else if le >= self.max {
+                self.count
+            } else if le < 0.0 {
+                0
+            } else {
+                // Position of `idx`, clamped to the span (below it: nothing is smaller).
+                let pos = (i64::from(idx) - i64::from(base)).clamp(0, counts.len() as i64) as usize;
+                if pos > p {
+                    prefix += counts[p..pos].iter().sum::<u64>();
+                    p = pos;
+                }
+                let straddle = match counts.get(p) {
+                    Some(&n) if n != 0 && idx >= base && pos == p && include => n,
+                    _ => 0,
+                };
+                self.zero_count + prefix + straddle
+            };
+            out.push(total);
+        }
+    }
+
+    /// Whether positive bucket `index`, which contains `le`, counts as `<= le`.
+    #[cfg(test)]
+    fn straddle_included(&self, index: i32, le: f64) -> bool {
+        straddle_included(self.scale, self.integers, index, le)
+    }
+
+    /// Samples `<= le` for a negative `le`: only negative buckets can qualify.
+    fn count_le_negative(&self, le: f64) -> u64 {
+        let Buckets::Sparse { negative, .. } = self.buckets else {
+            return 0;
         };
-        if !(self.min >= first.0 && self.min <= first.1) {
-            self.min = self.min.clamp(first.0, first.1);
+        let mut total = 0;
+        // Most negative first: descending magnitude.
+        for &(i, n) in negative.iter().rev() {
+            let (lo, hi) = range(self.scale, i);
+            // Values in [-hi, -lo).
+            if -lo <= le {
+                total = u64::saturating_add(total, n);
+            } else if -hi > le {
+                break;
+            } else if -bucket_representative(self.scale, i) <= le {
+                total = u64::saturating_add(total, n);
+            }
         }
-        if !(self.max >= last.0 && self.max <= last.1) {
-            self.max = self.max.clamp(last.0, last.1);
-        }
+        total
     }
 }
 
@@ -664,7 +959,7 @@ mod tests {
             } else if le >= h.max {
                 h.count
             } else if le < 0.0 {
-                h.count_le_negative(le)
+                h.view().count_le_negative(le)
             } else {
                 let idx = if le.is_normal() {
                     table.index(le)
@@ -676,7 +971,7 @@ mod tests {
                     i += 1;
                 }
                 let straddle = match h.positive.get(i) {
-                    Some(&(j, n)) if j == idx && h.straddle_included(j, le) => n,
+                    Some(&(j, n)) if j == idx && h.view().straddle_included(j, le) => n,
                     _ => 0,
                 };
                 below_zero

@@ -19,7 +19,7 @@ use super::{CellRef, Registry};
 use crate::histogram::RawHistogram;
 use crate::histogram::atomic::Domain;
 use crate::registry::MetricKind;
-use crate::snapshot::{SeriesSnapshot, Snapshot, Value};
+use crate::snapshot::{SeriesSnapshot, Snapshot, Value, ValueRef};
 use crate::sync::{self, Ordering};
 
 /// An evicted series whose cells may still be referenced by recording threads.
@@ -158,6 +158,7 @@ fn minus(kind: MetricKind, now: &Totals, before: &Totals) -> Totals {
 /// Orders series by key hash, then key: deterministic and cheap (a `u64` compare instead
 /// of string compares); equal keys end up adjacent.
 fn sort_series(out: &mut [SeriesSnapshot]) {
+    // `sorted_series` orders by the same keys: keep them in step.
     out.sort_unstable_by(|a, b| {
         a.key
             .hash64()
@@ -200,6 +201,46 @@ pub(crate) fn cumulative(registry: &Registry) -> Snapshot {
         start: inner.created,
         end: SystemTime::now(),
         series: out,
+    }
+}
+
+/// Every live series in the order of [`cumulative`]'s snapshot (key hash, then key), for
+/// readers that walk the registry with [`read_cumulative`] instead of taking a snapshot.
+pub(crate) fn sorted_series(registry: &Registry) -> Vec<Arc<Series>> {
+    let mut all: Vec<(u64, Arc<Series>)> = registry
+        .inner
+        .all_series()
+        .into_iter()
+        .map(|s| (s.key.hash64(), s))
+        .collect();
+    // Hash first without dereferencing the series (as `sort_series`); keys are unique in
+    // the index, so the order is the snapshot's.
+    all.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.key.cmp(&b.1.key)));
+    all.into_iter().map(|(_, s)| s).collect()
+}
+
+/// The cumulative value of one series, as [`cumulative`] reads it, with a histogram left
+/// in `scratch` and borrowed from there (no snapshot, no allocation).
+pub(crate) fn read_cumulative<'s>(series: &Series, scratch: &'s mut Scratch) -> ValueRef<'s> {
+    // Read lock held while reading: writers only take this lock to add a shard's cell.
+    let cells = sync::read(&series.cells);
+    if is_histogram(series.kind) {
+        let raw = read_histogram(series, &cells.by_shard, scratch, false);
+        drop(cells);
+        let st = sync::lock(&series.state);
+        raw.min_key = raw.min_key.min(st.min_key);
+        raw.max_key = raw.max_key.max(st.max_key);
+        drop(st);
+        return ValueRef::Histogram(raw.view());
+    }
+    let totals = read_totals(series, &cells.by_shard, scratch, false);
+    drop(cells);
+    match to_value(series, totals, scratch) {
+        Value::Counter(n) => ValueRef::Counter(n),
+        Value::FloatCounter(x) => ValueRef::FloatCounter(x),
+        Value::Gauge(v) => ValueRef::Gauge(v),
+        // Scalar kinds only here.
+        Value::Histogram(_) => ValueRef::Counter(0),
     }
 }
 

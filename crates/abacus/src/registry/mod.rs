@@ -30,7 +30,7 @@ use hashbrown::HashMap;
 
 pub use cell::MetricKind;
 pub(crate) use cell::{Cell, CellRef};
-pub(crate) use collect::Collector;
+pub(crate) use collect::{Collector, Scratch as CollectScratch, read_cumulative};
 pub(crate) use local::ShardLease;
 use local::{IdPool, LocalShard, thread_tag, with_local};
 pub(crate) use series::Series;
@@ -521,6 +521,15 @@ impl Registry {
     /// partly visible (its bucket but not yet its sum). Evicted series are not included.
     pub fn snapshot(&self) -> Snapshot {
         collect::cumulative(self)
+    }
+
+    /// Every live series in the order of [`snapshot`](Self::snapshot)'s, with a scratch
+    /// for [`read_cumulative`]: a reader that walks the registry instead of copying it.
+    pub(crate) fn cumulative_walk(&self) -> (Vec<Arc<Series>>, CollectScratch) {
+        (
+            collect::sorted_series(self),
+            CollectScratch::new(self.inner.config.scale),
+        )
     }
 
     /// Delta snapshot: what was recorded since the previous `delta()` (the first call
