@@ -394,34 +394,34 @@ impl AtomicHistogram {
 /// Adds the counters of `groups` (group index, counters) into `dense`.
 ///
 /// Two passes, for memory-level parallelism: the groups are cold (one collection reads
-/// megabytes), so the first pass reads one counter per cache line of every group (the
-/// first of each 8 and the last; a group's allocation need not be line-aligned), which
-/// puts all their misses in flight at once with little work between them; the second
-/// pass reads the other counters, now cached. Each counter is still read exactly once.
+/// megabytes), so the first pass loads one counter per cache line of every group (the first
+/// of each 8 and the last, as an allocation need not be line-aligned; values discarded),
+/// which puts all their misses in flight at once with little work between them; the second
+/// pass adds every counter, now cached, in one straight loop per group. Reading the line
+/// heads twice is cheaper than the per-line loops that read each counter once (callgrind,
+/// `hotloop snapshot`: 7,300 -> 5,800 instructions per series), and dropping the first
+/// pass made the 10k-series snapshot slower (interleaved runs: 34-51 ms against 34-42 ms).
 fn add_groups(groups: &[(usize, &[AtomicU64])], dense: &mut [u64]) {
     const LINE: usize = 8;
     let Some(&(_, first)) = groups.first() else {
         return;
     };
     let len = first.len();
-    let last = len - 1;
-    for &(g, group) in groups {
-        let dense = &mut dense[g * len..(g + 1) * len];
-        for line in (0..last).step_by(LINE) {
-            // Relaxed: monotone counter, read for its value only.
-            dense[line] += group[line].load(Ordering::Relaxed);
+    let mut touch = 0u64;
+    for &(_, group) in groups {
+        for line in (0..len).step_by(LINE) {
+            // Relaxed: value discarded; only the cache line is wanted.
+            touch |= group[line].load(Ordering::Relaxed);
         }
-        // Relaxed: as above.
-        dense[last] += group[last].load(Ordering::Relaxed);
+        // Relaxed: as above (an allocation need not be line-aligned: one more line).
+        touch |= group[len - 1].load(Ordering::Relaxed);
     }
+    std::hint::black_box(touch);
     for &(g, group) in groups {
         let dense = &mut dense[g * len..(g + 1) * len];
-        for line in (0..last).step_by(LINE) {
-            let end = (line + LINE).min(last);
-            for (slot, counter) in dense[line + 1..end].iter_mut().zip(&group[line + 1..end]) {
-                // Relaxed: as above.
-                *slot += counter.load(Ordering::Relaxed);
-            }
+        for (slot, counter) in dense.iter_mut().zip(group) {
+            // Relaxed: monotone counter, read for its value only.
+            *slot += counter.load(Ordering::Relaxed);
         }
     }
 }
