@@ -122,7 +122,11 @@ fn timed(n: u32, mut f: impl FnMut()) -> String {
 /// 10,000 series x 2 shards x 100 log-normal samples (median 50 ms), then `n` snapshots.
 #[inline(never)]
 fn run_snapshot(registry: &Registry, n: u32) {
-    let names: Vec<String> = (0..10_000).map(|i| format!("svc-{i:05}")).collect();
+    let series: u64 = std::env::args()
+        .nth(3)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let names: Vec<String> = (0..series).map(|i| format!("svc-{i:05}")).collect();
     std::thread::scope(|s| {
         for t in 0..2u64 {
             let (registry, names) = (registry, &names);
@@ -135,19 +139,19 @@ fn run_snapshot(registry: &Registry, n: u32) {
                         .map(|k| ((r >> (k * 16)) & 0xffff) as f64 / 65536.0)
                         .sum();
                     let v = (50.0 * ((g - 2.0) * 2.1).exp()).clamp(1.0, 10_000.0) as u64;
-                    registry.record_latency(&names[(i % 10_000) as usize], v);
+                    registry.record_latency(&names[(i % series) as usize], v);
                 }
             });
         }
     });
     println!(
-        "cumulative snapshot of 10k series: {}",
+        "cumulative snapshot of {series} series: {}",
         timed(n, || drop(std::hint::black_box(registry.snapshot())))
     );
     let snap = registry.snapshot();
     let mut acc = 0.0;
     println!(
-        "p50/p95/p99 of 10k series: {}",
+        "p50/p95/p99 of {series} series: {}",
         timed(n, || {
             for s in &snap.series {
                 if let Some(h) = s.histogram() {
@@ -162,7 +166,7 @@ fn run_snapshot(registry: &Registry, n: u32) {
     );
     std::hint::black_box(acc);
     println!(
-        "delta snapshot of 10k series: {}",
+        "delta snapshot of {series} series: {}",
         timed(n, || drop(std::hint::black_box(registry.delta())))
     );
 }
