@@ -487,8 +487,9 @@ fn record_latency_front_cache_never_confuses_names() {
             registry.record_latency(&name, 100 * round + i as u64 + 1);
         }
     }
-    // Many names at many addresses: slots collide and entries are replaced.
-    let many: Vec<String> = (0..2000).map(|i| format!("svc-{i}")).collect();
+    // Many names at many addresses, more than the front table's 4,096 slots: slots
+    // collide and entries are replaced.
+    let many: Vec<String> = (0..6000).map(|i| format!("svc-{i}")).collect();
     for _ in 0..3 {
         for (i, n) in many.iter().enumerate() {
             registry.record_latency(n, i as u64);
