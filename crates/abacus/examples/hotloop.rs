@@ -171,11 +171,10 @@ fn run_snapshot(registry: &Registry, n: u32) {
     );
 }
 
-/// 10,000 series x 100 samples from one thread (the `render` bench's shape), then `n`
-/// cumulative snapshots, renders of one snapshot and delta snapshots, timed separately.
-#[inline(never)]
-fn run_render(registry: &Registry, n: u32) {
-    use abacus::exposition::prometheus::{RenderOptions, render, render_registry};
+/// Fills `registry` with the `render` bench's shape — 10,000 series x 100 log-normal-ish
+/// samples from one thread — and returns that bench's render options.
+fn fill_render_shape(registry: &Registry) -> abacus::exposition::prometheus::RenderOptions {
+    use abacus::exposition::prometheus::RenderOptions;
     let names: Vec<String> = (0..10_000).map(|i| format!("svc-{i:05}")).collect();
     let handles: Vec<_> = names.iter().map(|s| registry.latency(s)).collect();
     let mut x = 0x9e37_79b9_u64;
@@ -188,10 +187,18 @@ fn run_render(registry: &Registry, n: u32) {
             h.record((50.0 * ((g - 2.0) * 2.1).exp()).clamp(1.0, 10_000.0) as u64);
         }
     }
-    let opts = RenderOptions {
+    RenderOptions {
         integer_buckets: (0..15).map(|e| f64::from(1u32 << e)).collect(),
         ..RenderOptions::default()
-    };
+    }
+}
+
+/// 10,000 series x 100 samples from one thread (the `render` bench's shape), then `n`
+/// cumulative snapshots, renders of one snapshot and delta snapshots, timed separately.
+#[inline(never)]
+fn run_render(registry: &Registry, n: u32) {
+    use abacus::exposition::prometheus::{render, render_registry};
+    let opts = fill_render_shape(registry);
     println!(
         "cumulative snapshot: {}",
         timed(n, || drop(std::hint::black_box(registry.snapshot())))
@@ -224,23 +231,8 @@ fn run_render(registry: &Registry, n: u32) {
 /// calls after the fill (for `valgrind --tool=callgrind --toggle-collect=*render_only*`).
 #[inline(never)]
 fn run_render_only(registry: &Registry, n: u32, fused: bool) {
-    use abacus::exposition::prometheus::{RenderOptions, render, render_registry};
-    let names: Vec<String> = (0..10_000).map(|i| format!("svc-{i:05}")).collect();
-    let handles: Vec<_> = names.iter().map(|s| registry.latency(s)).collect();
-    let mut x = 0x9e37_79b9_u64;
-    for _ in 0..100 {
-        for h in &handles {
-            let r = xorshift(&mut x);
-            let g: f64 = (0..4)
-                .map(|k| ((r >> (k * 16)) & 0xffff) as f64 / 65536.0)
-                .sum();
-            h.record((50.0 * ((g - 2.0) * 2.1).exp()).clamp(1.0, 10_000.0) as u64);
-        }
-    }
-    let opts = RenderOptions {
-        integer_buckets: (0..15).map(|e| f64::from(1u32 << e)).collect(),
-        ..RenderOptions::default()
-    };
+    use abacus::exposition::prometheus::{render, render_registry};
+    let opts = fill_render_shape(registry);
     let label = if fused {
         "render_registry"
     } else {
