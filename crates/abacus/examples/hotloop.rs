@@ -1,5 +1,5 @@
 //! Tight recording loops for profilers (`perf record -e cpu-clock`, `valgrind
-//! --tool=callgrind`): `hotloop handle|local|latency|spread|spread-latency|snapshot|render|
+//! --tool=callgrind`): `hotloop handle|local|latency|spread|spread-latency|snapshot|snapshot-ab|render|
 //! render-registry|render-snapshot N`.
 use std::time::Instant;
 
@@ -171,6 +171,79 @@ fn run_snapshot(registry: &Registry, n: u32) {
     );
 }
 
+/// `snapshot-ab N SERIES`: 2 threads x 50 log-normal samples per series (the criterion
+/// snapshot bench's shape), recorded in lockstep into two registries
+/// (one collecting on the calling thread, one on up to `COLLECT_THREADS`, default 2), whose
+/// memory is therefore interleaved alike; then `n` rounds alternating a cumulative snapshot
+/// plus p50/p95/p99 of every series (the criterion bench's loop) between the two.
+#[inline(never)]
+fn run_snapshot_ab(n: u32) {
+    let series: u64 = std::env::args()
+        .nth(3)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let threads = std::env::var("COLLECT_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let build = |t: usize| {
+        Registry::builder()
+            .collect_threads(t)
+            .build()
+            .expect("valid registry configuration")
+    };
+    let (one, many) = (build(1), build(threads));
+    let names: Vec<String> = (0..series).map(|i| format!("svc-{i:05}")).collect();
+    std::thread::scope(|s| {
+        for t in 0..2u64 {
+            let (one, many, names) = (&one, &many, &names);
+            s.spawn(move || {
+                let mut x = 0x9e37_79b9_u64 + t;
+                // 50 samples per series and thread, as the criterion bench records.
+                for i in 0..50 * series {
+                    let r = xorshift(&mut x);
+                    let g: f64 = (0..4)
+                        .map(|k| ((r >> (k * 16)) & 0xffff) as f64 / 65536.0)
+                        .sum();
+                    let v = (50.0 * ((g - 2.0) * 2.1).exp()).clamp(1.0, 10_000.0) as u64;
+                    let name = &names[(i % series) as usize];
+                    one.record_latency(name, v);
+                    many.record_latency(name, v);
+                }
+            });
+        }
+    });
+    let measure = |registry: &Registry| {
+        let started = Instant::now();
+        let snap = registry.snapshot();
+        let mut acc = 0.0;
+        for s in &snap.series {
+            if let Some(h) = s.histogram() {
+                acc += h
+                    .quantiles(&[0.5, 0.95, 0.99])
+                    .iter()
+                    .flatten()
+                    .sum::<f64>();
+            }
+        }
+        std::hint::black_box(acc);
+        drop(snap);
+        started.elapsed()
+    };
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..n.max(1) {
+        a.push(measure(&one));
+        b.push(measure(&many));
+    }
+    a.sort();
+    b.sort();
+    let mid = a.len() / 2;
+    println!(
+        "snapshot + p50/p95/p99 of {series} series, 1 thread: min {:?} median {:?}; up to {threads}: min {:?} median {:?}",
+        a[0], a[mid], b[0], b[mid]
+    );
+}
+
 /// Fills `registry` with the `render` bench's shape — 10,000 series x 100 log-normal-ish
 /// samples from one thread — and returns that bench's render options.
 fn fill_render_shape(registry: &Registry) -> abacus::exposition::prometheus::RenderOptions {
@@ -256,7 +329,15 @@ fn main() {
         .nth(2)
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000_000);
-    let registry = Registry::new();
+    // `COLLECT_THREADS=1` reads snapshots on the calling thread only.
+    let mut builder = Registry::builder();
+    if let Some(t) = std::env::var("COLLECT_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        builder = builder.collect_threads(t);
+    }
+    let registry = builder.build().expect("valid registry configuration");
     match mode.as_str() {
         "handle" => run_handle(&registry, n),
         "local" => run_local(&registry, n, "hot"),
@@ -264,6 +345,7 @@ fn main() {
         "spread" => run_spread(&registry, n, false),
         "spread-latency" => run_spread(&registry, n, true),
         "snapshot" => run_snapshot(&registry, n as u32),
+        "snapshot-ab" => run_snapshot_ab(n as u32),
         "render" => run_render(&registry, n as u32),
         "render-registry" => run_render_only(&registry, n as u32, true),
         "render-snapshot" => run_render_only(&registry, n as u32, false),

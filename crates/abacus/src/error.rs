@@ -11,6 +11,9 @@ pub enum BuildError {
     /// `max_series` is zero.
     #[error("max_series must be at least 1")]
     ZeroMaxSeries,
+    /// `collect_threads` is zero.
+    #[error("collect_threads must be at least 1")]
+    ZeroCollectThreads,
     /// The latency metric name is empty.
     #[error("latency metric name must not be empty")]
     EmptyLatencyMetric,

@@ -506,3 +506,109 @@ fn record_latency_front_cache_never_confuses_names() {
         assert_eq!((h.count, h.sum as u64), (3, 3 * i as u64), "{n}");
     }
 }
+
+#[test]
+fn parallel_collection_under_eviction_races_loses_nothing() {
+    // 3,000 series: above the size at which snapshots and flushes split the series among
+    // several threads. Series go idle after one flush and are evicted while writers keep
+    // coming back to them.
+    let registry = Registry::builder()
+        .evict_after_idle(1)
+        .collect_threads(4)
+        .build()
+        .unwrap();
+    let totals = Arc::new(Mutex::new(Totals::default()));
+    let flusher = {
+        let totals = totals.clone();
+        Flusher::builder(registry.clone())
+            .interval(Duration::from_millis(1))
+            .sink(CallbackSink(move |w: &Snapshot| {
+                add_window(&mut totals.lock().unwrap(), w)
+            }))
+            .spawn()
+            .unwrap()
+    };
+    let per_thread = 60_000u64;
+    let names: Vec<String> = (0..3_000).map(|i| format!("s{i}")).collect();
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let (registry, names) = (&registry, &names);
+            s.spawn(move || {
+                let mut x = 0x9abc_def0_u64 + t;
+                for i in 0..per_thread {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let svc = &names[(x % 3_000) as usize];
+                    registry.record_latency(svc, x % 1_000);
+                    registry.increment_counter(svc, &[], 1);
+                    if i % 4_096 == 0 {
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                }
+            });
+        }
+    });
+    flusher.shutdown();
+    let stats = registry.stats();
+    assert!(
+        stats.evicted_series > 0,
+        "eviction must have happened: {stats:?}"
+    );
+    // The same draws, summed directly.
+    let mut expected_sum = 0;
+    for t in 0..THREADS {
+        let mut x = 0x9abc_def0_u64 + t;
+        for _ in 0..per_thread {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            expected_sum += x % 1_000;
+        }
+    }
+    let t = totals.lock().unwrap();
+    assert_eq!(t.count, THREADS * per_thread);
+    assert_eq!(t.sum, expected_sum);
+    assert_eq!(t.counters, THREADS * per_thread);
+}
+
+#[test]
+fn parallel_and_serial_collection_give_the_same_snapshots() {
+    let build = |threads: usize| {
+        Registry::builder()
+            .collect_threads(threads)
+            .evict_after_idle(0)
+            .build()
+            .unwrap()
+    };
+    let (serial, parallel) = (build(1), build(3));
+    let names: Vec<String> = (0..2_500).map(|i| format!("svc-{i}")).collect();
+    std::thread::scope(|s| {
+        for t in 0..2u64 {
+            let (serial, parallel, names) = (&serial, &parallel, &names);
+            s.spawn(move || {
+                for (i, name) in names.iter().enumerate() {
+                    for k in 0..(1 + i as u64 % 7) {
+                        let v = (i as u64 * 31 + k * 17 + t) % 5_000;
+                        serial.record_latency(name, v);
+                        parallel.record_latency(name, v);
+                    }
+                    serial.increment_counter(name, &[("t", "x")], t + 1);
+                    parallel.increment_counter(name, &[("t", "x")], t + 1);
+                }
+            });
+        }
+    });
+    let (a, b) = (serial.snapshot(), parallel.snapshot());
+    assert_eq!(a.series.len(), 5_000);
+    assert_eq!(a.series, b.series, "cumulative snapshots differ");
+    let (a, b) = (serial.delta(), parallel.delta());
+    assert_eq!(a.series, b.series, "first deltas differ");
+    for (i, name) in names.iter().enumerate().take(600) {
+        serial.record_latency(name, i as u64);
+        parallel.record_latency(name, i as u64);
+    }
+    let (a, b) = (serial.delta(), parallel.delta());
+    assert_eq!(a.series.len(), 600);
+    assert_eq!(a.series, b.series, "second deltas differ");
+}

@@ -156,15 +156,22 @@ fn minus(kind: MetricKind, now: &Totals, before: &Totals) -> Totals {
 }
 
 /// Orders series by key hash, then key: deterministic and cheap (a `u64` compare instead
-/// of string compares); equal keys end up adjacent.
-fn sort_series(out: &mut [SeriesSnapshot]) {
+/// of string compares); equal keys end up adjacent. The `(hash, position)` pairs are
+/// sorted and the snapshots moved once, rather than sorting the snapshots themselves
+/// (about 150 bytes each, moved `log n` times).
+fn sort_series(out: Vec<SeriesSnapshot>) -> Vec<SeriesSnapshot> {
+    let mut order: Vec<(u64, usize)> = out
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.key.hash64(), i))
+        .collect();
     // `sorted_series` orders by the same keys: keep them in step.
-    out.sort_unstable_by(|a, b| {
-        a.key
-            .hash64()
-            .cmp(&b.key.hash64())
-            .then_with(|| a.key.cmp(&b.key))
-    });
+    order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| out[a.1].key.cmp(&out[b.1].key)));
+    let mut slots: Vec<Option<SeriesSnapshot>> = out.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .filter_map(|(_, i)| slots[i].take())
+        .collect()
 }
 
 fn snapshot_of(series: &Series, value: Value) -> SeriesSnapshot {
@@ -176,27 +183,90 @@ fn snapshot_of(series: &Series, value: Value) -> SeriesSnapshot {
     }
 }
 
+/// Series per collecting thread: below twice this, a collection runs on the calling thread
+/// alone. A thread costs tens of microseconds to start; 256 series take about a quarter of a
+/// millisecond.
+const SERIES_PER_THREAD: usize = 256;
+
+/// Runs `work` over contiguous shares of `all` on up to `threads` threads (the calling
+/// thread takes the first share) and returns the results in share order. Shares are
+/// contiguous in creation order, so each thread reads its own forward streams of memory.
+/// A thread that cannot be started leaves its share to the calling thread.
+fn in_shares<T: Send>(
+    all: &[Arc<Series>],
+    threads: usize,
+    work: impl Fn(&[Arc<Series>]) -> T + Sync,
+) -> Vec<T> {
+    // Loom models stay on one thread (their registries are far below the threshold).
+    let n = if cfg!(loom) {
+        1
+    } else {
+        threads.min(all.len() / SERIES_PER_THREAD).max(1)
+    };
+    if n == 1 {
+        return vec![work(all)];
+    }
+    let mut shares = all.chunks(all.len().div_ceil(n));
+    let first = shares.next().unwrap_or(&[]);
+    let work = &work;
+    std::thread::scope(|scope| {
+        let spawned: Vec<_> = shares
+            .map(|share| {
+                std::thread::Builder::new()
+                    .name("abacus-collect".into())
+                    .spawn_scoped(scope, move || work(share))
+                    .map_err(|_| share)
+            })
+            .collect();
+        let mut out = vec![work(first)];
+        for s in spawned {
+            out.push(match s {
+                Ok(handle) => handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                Err(share) => work(share),
+            });
+        }
+        out
+    })
+}
+
+/// The parts of [`in_shares`] in one list.
+fn concat<T>(parts: Vec<Vec<T>>) -> Vec<T> {
+    let mut parts = parts.into_iter();
+    let mut out = parts.next().unwrap_or_default();
+    for part in parts {
+        out.extend(part);
+    }
+    out
+}
+
+/// The cumulative snapshot of one series.
+fn cumulative_one(series: &Series, scratch: &mut Scratch) -> SeriesSnapshot {
+    // Read lock held while reading: writers only take this lock to add a shard's cell.
+    let cells = sync::read(&series.cells);
+    let totals = read_totals(series, &cells.by_shard, scratch, false);
+    drop(cells);
+    if matches!(totals, Totals::Histogram(_)) {
+        let st = sync::lock(&series.state);
+        let raw = scratch.raw(series.kind);
+        raw.min_key = raw.min_key.min(st.min_key);
+        raw.max_key = raw.max_key.max(st.max_key);
+    }
+    snapshot_of(series, to_value(series, totals, scratch))
+}
+
 pub(crate) fn cumulative(registry: &Registry) -> Snapshot {
     let inner = &*registry.inner;
-    let mut scratch = Scratch::new(inner.config.scale);
-    let mut out: Vec<SeriesSnapshot> = inner
-        .all_series()
-        .iter()
-        .map(|series| {
-            // Read lock held while reading: writers only take this lock to add a shard's cell.
-            let cells = sync::read(&series.cells);
-            let totals = read_totals(series, &cells.by_shard, &mut scratch, false);
-            drop(cells);
-            if matches!(totals, Totals::Histogram(_)) {
-                let st = sync::lock(&series.state);
-                let raw = scratch.raw(series.kind);
-                raw.min_key = raw.min_key.min(st.min_key);
-                raw.max_key = raw.max_key.max(st.max_key);
-            }
-            snapshot_of(series, to_value(series, totals, &mut scratch))
-        })
-        .collect();
-    sort_series(&mut out);
+    let all = inner.all_series();
+    let out = concat(in_shares(&all, inner.config.collect_threads, |share| {
+        let mut scratch = Scratch::new(inner.config.scale);
+        share
+            .iter()
+            .map(|series| cumulative_one(series, &mut scratch))
+            .collect::<Vec<_>>()
+    }));
+    let out = sort_series(out);
     Snapshot {
         start: inner.created,
         end: SystemTime::now(),
@@ -282,58 +352,80 @@ fn series_delta(
     (to_value(series, delta, scratch), active)
 }
 
+/// The delta of one series (pushed to `out` unless empty), and its eviction once idle for
+/// long enough (pushed to `retiring`).
+fn delta_one(
+    inner: &super::Inner,
+    series: &Arc<Series>,
+    scratch: &mut Scratch,
+    out: &mut Vec<SeriesSnapshot>,
+    retiring: &mut Vec<Retiring>,
+) {
+    let cells = sync::read(&series.cells);
+    let (value, active) = series_delta(series, &cells.by_shard, scratch);
+    drop(cells);
+    let idle_limit = inner.config.evict_after_idle;
+    let evict = {
+        let mut st = sync::lock(&series.state);
+        st.idle = if active { 0 } else { st.idle.saturating_add(1) };
+        // A gauge moved with add/sub holds a level: evicting it would lose the level, so
+        // it only goes when it is back at zero.
+        // Relaxed: flag read once per flush.
+        let holds_level = series.kind == MetricKind::Gauge
+            && series.gauge_relative.load(Ordering::Relaxed)
+            && series.gauge_value() != 0.0;
+        idle_limit > 0 && st.idle >= idle_limit && !holds_level
+    };
+    if series.kind == MetricKind::Gauge || !value.is_zero() {
+        out.push(snapshot_of(series, value));
+    }
+    if evict && inner.try_evict(series) {
+        let mut cells = sync::write(&series.cells);
+        cells.evicted = true;
+        let taken: Vec<CellRef> = cells.by_shard.drain(..).flatten().collect();
+        drop(cells);
+        for c in &taken {
+            c.retire();
+        }
+        if let Some(c) = series.shared_if_used() {
+            c.retire();
+        }
+        retiring.push(Retiring {
+            series: series.clone(),
+            cells: taken,
+        });
+    }
+}
+
 pub(crate) fn delta(registry: &Registry) -> Snapshot {
     let inner = &*registry.inner;
-    let mut scratch = Scratch::new(inner.config.scale);
     let mut collector = sync::lock(&inner.collector);
     let now = SystemTime::now();
     let start = collector.last.unwrap_or(inner.created);
     collector.last = Some(now);
 
+    let all = inner.all_series();
+    let parts = in_shares(&all, inner.config.collect_threads, |share| {
+        let mut scratch = Scratch::new(inner.config.scale);
+        let (mut out, mut retiring) = (Vec::new(), Vec::new());
+        for series in share {
+            delta_one(inner, series, &mut scratch, &mut out, &mut retiring);
+        }
+        (out, retiring)
+    });
     let mut out = Vec::new();
     let mut evicted_any = false;
-    for series in inner.all_series() {
-        let cells = sync::read(&series.cells);
-        let (value, active) = series_delta(&series, &cells.by_shard, &mut scratch);
-        drop(cells);
-        let idle_limit = inner.config.evict_after_idle;
-        let evict = {
-            let mut st = sync::lock(&series.state);
-            st.idle = if active { 0 } else { st.idle.saturating_add(1) };
-            // A gauge moved with add/sub holds a level: evicting it would lose the level, so
-            // it only goes when it is back at zero.
-            // Relaxed: flag read once per flush.
-            let holds_level = series.kind == MetricKind::Gauge
-                && series.gauge_relative.load(Ordering::Relaxed)
-                && series.gauge_value() != 0.0;
-            idle_limit > 0 && st.idle >= idle_limit && !holds_level
-        };
-        if series.kind == MetricKind::Gauge || !value.is_zero() {
-            out.push(snapshot_of(&series, value));
-        }
-        if evict && inner.try_evict(&series) {
-            let mut cells = sync::write(&series.cells);
-            cells.evicted = true;
-            let taken: Vec<CellRef> = cells.by_shard.drain(..).flatten().collect();
-            drop(cells);
-            for c in &taken {
-                c.retire();
-            }
-            if let Some(c) = series.shared_if_used() {
-                c.retire();
-            }
-            collector.zombies.push(Retiring {
-                series: series.clone(),
-                cells: taken,
-            });
-            evicted_any = true;
-        }
+    for (part, retiring) in parts {
+        out.extend(part);
+        evicted_any |= !retiring.is_empty();
+        collector.zombies.extend(retiring);
     }
     if evicted_any {
         inner.bump_evict_epoch();
     }
+    let mut scratch = Scratch::new(inner.config.scale);
     collect_retiring(&mut collector, &mut scratch, &mut out);
-    sort_series(&mut out);
+    let out = sort_series(out);
     // Residues of retiring series can share a key with a live series created since: merge.
     let mut merged: Vec<SeriesSnapshot> = Vec::with_capacity(out.len());
     for s in out {
