@@ -155,22 +155,28 @@ fn minus(kind: MetricKind, now: &Totals, before: &Totals) -> Totals {
     }
 }
 
-/// Orders series by key hash, then key: deterministic and cheap (a `u64` compare instead
-/// of string compares); equal keys end up adjacent. The `(hash, position)` pairs are
-/// sorted and the snapshots moved once, rather than sorting the snapshots themselves
-/// (about 150 bytes each, moved `log n` times).
-fn sort_series(out: Vec<SeriesSnapshot>) -> Vec<SeriesSnapshot> {
-    let mut order: Vec<(u64, usize)> = out
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.key.hash64(), i))
-        .collect();
+/// Snapshots made by one collecting thread, each to be taken once by [`sort_series`].
+type Part = Vec<Option<SeriesSnapshot>>;
+
+/// Orders the snapshots of all `parts` by key hash, then key: deterministic and cheap (a
+/// `u64` compare instead of string compares); equal keys end up adjacent. Small
+/// `(hash, part, position)` entries are sorted and each snapshot (about 150 bytes) is moved
+/// once, instead of sorting (and first concatenating) the snapshots themselves.
+fn sort_series(mut parts: Vec<Part>) -> Vec<SeriesSnapshot> {
+    let mut order: Vec<(u64, u32, u32)> = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+    for (p, part) in parts.iter().enumerate() {
+        for (i, s) in part.iter().enumerate() {
+            if let Some(s) = s {
+                order.push((s.key.hash64(), p as u32, i as u32));
+            }
+        }
+    }
+    let key = |&(_, p, i): &(u64, u32, u32)| parts[p as usize][i as usize].as_ref().map(|s| &s.key);
     // `sorted_series` orders by the same keys: keep them in step.
-    order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| out[a.1].key.cmp(&out[b.1].key)));
-    let mut slots: Vec<Option<SeriesSnapshot>> = out.into_iter().map(Some).collect();
+    order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| key(a).cmp(&key(b))));
     order
         .into_iter()
-        .filter_map(|(_, i)| slots[i].take())
+        .filter_map(|(_, p, i)| parts[p as usize][i as usize].take())
         .collect()
 }
 
@@ -231,16 +237,6 @@ fn in_shares<T: Send>(
     })
 }
 
-/// The parts of [`in_shares`] in one list.
-fn concat<T>(parts: Vec<Vec<T>>) -> Vec<T> {
-    let mut parts = parts.into_iter();
-    let mut out = parts.next().unwrap_or_default();
-    for part in parts {
-        out.extend(part);
-    }
-    out
-}
-
 /// The cumulative snapshot of one series.
 fn cumulative_one(series: &Series, scratch: &mut Scratch) -> SeriesSnapshot {
     // Read lock held while reading: writers only take this lock to add a shard's cell.
@@ -259,14 +255,14 @@ fn cumulative_one(series: &Series, scratch: &mut Scratch) -> SeriesSnapshot {
 pub(crate) fn cumulative(registry: &Registry) -> Snapshot {
     let inner = &*registry.inner;
     let all = inner.all_series();
-    let out = concat(in_shares(&all, inner.config.collect_threads, |share| {
+    let parts = in_shares(&all, inner.config.collect_threads, |share| {
         let mut scratch = Scratch::new(inner.config.scale);
         share
             .iter()
-            .map(|series| cumulative_one(series, &mut scratch))
-            .collect::<Vec<_>>()
-    }));
-    let out = sort_series(out);
+            .map(|series| Some(cumulative_one(series, &mut scratch)))
+            .collect::<Part>()
+    });
+    let out = sort_series(parts);
     Snapshot {
         start: inner.created,
         end: SystemTime::now(),
@@ -358,7 +354,7 @@ fn delta_one(
     inner: &super::Inner,
     series: &Arc<Series>,
     scratch: &mut Scratch,
-    out: &mut Vec<SeriesSnapshot>,
+    out: &mut Part,
     retiring: &mut Vec<Retiring>,
 ) {
     let cells = sync::read(&series.cells);
@@ -377,7 +373,7 @@ fn delta_one(
         idle_limit > 0 && st.idle >= idle_limit && !holds_level
     };
     if series.kind == MetricKind::Gauge || !value.is_zero() {
-        out.push(snapshot_of(series, value));
+        out.push(Some(snapshot_of(series, value)));
     }
     if evict && inner.try_evict(series) {
         let mut cells = sync::write(&series.cells);
@@ -413,10 +409,10 @@ pub(crate) fn delta(registry: &Registry) -> Snapshot {
         }
         (out, retiring)
     });
-    let mut out = Vec::new();
+    let mut outs = Vec::with_capacity(parts.len() + 1);
     let mut evicted_any = false;
     for (part, retiring) in parts {
-        out.extend(part);
+        outs.push(part);
         evicted_any |= !retiring.is_empty();
         collector.zombies.extend(retiring);
     }
@@ -424,8 +420,10 @@ pub(crate) fn delta(registry: &Registry) -> Snapshot {
         inner.bump_evict_epoch();
     }
     let mut scratch = Scratch::new(inner.config.scale);
-    collect_retiring(&mut collector, &mut scratch, &mut out);
-    let out = sort_series(out);
+    let mut residues = Vec::new();
+    collect_retiring(&mut collector, &mut scratch, &mut residues);
+    outs.push(residues);
+    let out = sort_series(outs);
     // Residues of retiring series can share a key with a live series created since: merge.
     let mut merged: Vec<SeriesSnapshot> = Vec::with_capacity(out.len());
     for s in out {
@@ -442,11 +440,7 @@ pub(crate) fn delta(registry: &Registry) -> Snapshot {
 }
 
 /// Reads every retiring series once more and frees those nobody else references.
-pub(crate) fn collect_retiring(
-    collector: &mut Collector,
-    scratch: &mut Scratch,
-    out: &mut Vec<SeriesSnapshot>,
-) {
+pub(crate) fn collect_retiring(collector: &mut Collector, scratch: &mut Scratch, out: &mut Part) {
     let zombies = std::mem::take(&mut collector.zombies);
     let mut keep = Vec::new();
     for z in zombies {
@@ -477,7 +471,7 @@ pub(crate) fn collect_retiring(
         let (value, active) = series_delta(&series, &all, scratch);
         drop(all);
         if active {
-            out.push(snapshot_of(&series, value));
+            out.push(Some(snapshot_of(&series, value)));
         }
         if !series_exclusive {
             let mut cells = owned;

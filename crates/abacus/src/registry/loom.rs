@@ -11,8 +11,9 @@ use crate::key::Key;
 use crate::snapshot::{SeriesSnapshot, Unit, Value};
 use crate::sync::{self, Arc, Mutex};
 
-fn counter_total(out: &[SeriesSnapshot]) -> u64 {
+fn counter_total(out: &[Option<SeriesSnapshot>]) -> u64 {
     out.iter()
+        .flatten()
         .map(|s| match s.value {
             Value::Counter(n) => n,
             _ => 0,
