@@ -997,7 +997,7 @@ mod tests {
     /// twice) against the current one, over every bucket of the integer range and past it.
     #[test]
     fn positive_representatives_match_the_floor_formula() {
-        for scale in 0..=crate::histogram::index::MAX_SCALE as i8 {
+        for scale in 0..=crate::histogram::index::MAX_SCALE {
             for integers in [true, false] {
                 let mut h = HistogramSnapshot::empty(scale, integers);
                 h.count = 1;
