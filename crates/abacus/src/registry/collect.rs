@@ -155,6 +155,12 @@ fn minus(kind: MetricKind, now: &Totals, before: &Totals) -> Totals {
     }
 }
 
+/// The order of every snapshot and of [`sorted_series`]: key hash, then key. Hashes are
+/// compared first, without touching the keys' strings.
+fn series_order<K: Ord>(a: (u64, K), b: (u64, K)) -> std::cmp::Ordering {
+    a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1))
+}
+
 /// Snapshots made by one collecting thread, each to be taken once by [`sort_series`].
 type Part = Vec<Option<SeriesSnapshot>>;
 
@@ -172,8 +178,7 @@ fn sort_series(mut parts: Vec<Part>) -> Vec<SeriesSnapshot> {
         }
     }
     let key = |&(_, p, i): &(u64, u32, u32)| parts[p as usize][i as usize].as_ref().map(|s| &s.key);
-    // `sorted_series` orders by the same keys: keep them in step.
-    order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| key(a).cmp(&key(b))));
+    order.sort_unstable_by(|a, b| series_order((a.0, key(a)), (b.0, key(b))));
     order
         .into_iter()
         .filter_map(|(_, p, i)| parts[p as usize][i as usize].take())
@@ -239,17 +244,28 @@ fn in_shares<T: Send>(
 
 /// The cumulative snapshot of one series.
 fn cumulative_one(series: &Series, scratch: &mut Scratch) -> SeriesSnapshot {
+    let totals = match read_current(series, scratch) {
+        Some(totals) => totals,
+        None => Totals::Histogram(scratch.raw(series.kind).totals()),
+    };
+    snapshot_of(series, to_value(series, totals, scratch))
+}
+
+/// Reads the cumulative state of one series: a scalar kind's totals, or `None` for a
+/// histogram, which is left in its `scratch` accumulator with the all-time extremes
+/// merged in (shared by [`cumulative`] and [`read_cumulative`]).
+fn read_current(series: &Series, scratch: &mut Scratch) -> Option<Totals> {
     // Read lock held while reading: writers only take this lock to add a shard's cell.
     let cells = sync::read(&series.cells);
-    let totals = read_totals(series, &cells.by_shard, scratch, false);
-    drop(cells);
-    if matches!(totals, Totals::Histogram(_)) {
-        let st = sync::lock(&series.state);
-        let raw = scratch.raw(series.kind);
-        raw.min_key = raw.min_key.min(st.min_key);
-        raw.max_key = raw.max_key.max(st.max_key);
+    if !is_histogram(series.kind) {
+        return Some(read_totals(series, &cells.by_shard, scratch, false));
     }
-    snapshot_of(series, to_value(series, totals, scratch))
+    let raw = read_histogram(series, &cells.by_shard, scratch, false);
+    drop(cells);
+    let st = sync::lock(&series.state);
+    raw.min_key = raw.min_key.min(st.min_key);
+    raw.max_key = raw.max_key.max(st.max_key);
+    None
 }
 
 pub(crate) fn cumulative(registry: &Registry) -> Snapshot {
@@ -279,28 +295,17 @@ pub(crate) fn sorted_series(registry: &Registry) -> Vec<Arc<Series>> {
         .into_iter()
         .map(|s| (s.key.hash64(), s))
         .collect();
-    // Hash first without dereferencing the series (as `sort_series`); keys are unique in
-    // the index, so the order is the snapshot's.
-    all.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.key.cmp(&b.1.key)));
+    // Keys are unique in the index, so the order is the snapshot's.
+    all.sort_unstable_by(|a, b| series_order((a.0, &a.1.key), (b.0, &b.1.key)));
     all.into_iter().map(|(_, s)| s).collect()
 }
 
 /// The cumulative value of one series, as [`cumulative`] reads it, with a histogram left
 /// in `scratch` and borrowed from there (no snapshot, no allocation).
 pub(crate) fn read_cumulative<'s>(series: &Series, scratch: &'s mut Scratch) -> ValueRef<'s> {
-    // Read lock held while reading: writers only take this lock to add a shard's cell.
-    let cells = sync::read(&series.cells);
-    if is_histogram(series.kind) {
-        let raw = read_histogram(series, &cells.by_shard, scratch, false);
-        drop(cells);
-        let st = sync::lock(&series.state);
-        raw.min_key = raw.min_key.min(st.min_key);
-        raw.max_key = raw.max_key.max(st.max_key);
-        drop(st);
-        return ValueRef::Histogram(raw.view());
-    }
-    let totals = read_totals(series, &cells.by_shard, scratch, false);
-    drop(cells);
+    let Some(totals) = read_current(series, scratch) else {
+        return ValueRef::Histogram(scratch.raw(series.kind).view());
+    };
     match to_value(series, totals, scratch) {
         Value::Counter(n) => ValueRef::Counter(n),
         Value::FloatCounter(x) => ValueRef::FloatCounter(x),
