@@ -291,8 +291,7 @@ pub(crate) fn cumulative(registry: &Registry) -> Snapshot {
 pub(crate) fn sorted_series(registry: &Registry) -> Vec<Arc<Series>> {
     let mut all: Vec<(u64, Arc<Series>)> = registry
         .inner
-        .all_series()
-        .into_iter()
+        .index_entries()
         .map(|s| (s.key.hash64(), s))
         .collect();
     // Keys are unique in the index, so the order is the snapshot's.
