@@ -12,6 +12,30 @@ fn xorshift(x: &mut u64) -> u64 {
     *x
 }
 
+/// A log-normal-ish latency in ms (median 50, 1..=10,000) from one random word: the exp of
+/// a sum of four 16-bit uniforms.
+fn lognormal_ms(r: u64) -> u64 {
+    let g: f64 = (0..4)
+        .map(|k| ((r >> (k * 16)) & 0xffff) as f64 / 65536.0)
+        .sum();
+    (50.0 * ((g - 2.0) * 2.1).exp()).clamp(1.0, 10_000.0) as u64
+}
+
+/// The sum of p50, p95 and p99 over every histogram of `snap` (what the criterion snapshot
+/// bench computes).
+fn quantile_sum(snap: &abacus::Snapshot) -> f64 {
+    snap.series
+        .iter()
+        .filter_map(|s| s.histogram())
+        .map(|h| {
+            h.quantiles(&[0.5, 0.95, 0.99])
+                .iter()
+                .flatten()
+                .sum::<f64>()
+        })
+        .sum()
+}
+
 /// One hot series through a handle.
 #[inline(never)]
 fn run_handle(registry: &Registry, n: u64) {
@@ -133,12 +157,7 @@ fn run_snapshot(registry: &Registry, n: u32) {
             s.spawn(move || {
                 let mut x = 0x9e37_79b9_u64 + t;
                 for i in 0..1_000_000u64 {
-                    let r = xorshift(&mut x);
-                    // Log-normal-ish: exp of a sum of four uniforms.
-                    let g: f64 = (0..4)
-                        .map(|k| ((r >> (k * 16)) & 0xffff) as f64 / 65536.0)
-                        .sum();
-                    let v = (50.0 * ((g - 2.0) * 2.1).exp()).clamp(1.0, 10_000.0) as u64;
+                    let v = lognormal_ms(xorshift(&mut x));
                     registry.record_latency(&names[(i % series) as usize], v);
                 }
             });
@@ -149,22 +168,12 @@ fn run_snapshot(registry: &Registry, n: u32) {
         timed(n, || drop(std::hint::black_box(registry.snapshot())))
     );
     let snap = registry.snapshot();
-    let mut acc = 0.0;
     println!(
         "p50/p95/p99 of {series} series: {}",
         timed(n, || {
-            for s in &snap.series {
-                if let Some(h) = s.histogram() {
-                    acc += h
-                        .quantiles(&[0.5, 0.95, 0.99])
-                        .iter()
-                        .flatten()
-                        .sum::<f64>();
-                }
-            }
+            std::hint::black_box(quantile_sum(&snap));
         })
     );
-    std::hint::black_box(acc);
     println!(
         "delta snapshot of {series} series: {}",
         timed(n, || drop(std::hint::black_box(registry.delta())))
@@ -201,11 +210,7 @@ fn run_snapshot_ab(n: u32) {
                 let mut x = 0x9e37_79b9_u64 + t;
                 // 50 samples per series and thread, as the criterion bench records.
                 for i in 0..50 * series {
-                    let r = xorshift(&mut x);
-                    let g: f64 = (0..4)
-                        .map(|k| ((r >> (k * 16)) & 0xffff) as f64 / 65536.0)
-                        .sum();
-                    let v = (50.0 * ((g - 2.0) * 2.1).exp()).clamp(1.0, 10_000.0) as u64;
+                    let v = lognormal_ms(xorshift(&mut x));
                     let name = &names[(i % series) as usize];
                     one.record_latency(name, v);
                     many.record_latency(name, v);
@@ -216,17 +221,7 @@ fn run_snapshot_ab(n: u32) {
     let measure = |registry: &Registry| {
         let started = Instant::now();
         let snap = registry.snapshot();
-        let mut acc = 0.0;
-        for s in &snap.series {
-            if let Some(h) = s.histogram() {
-                acc += h
-                    .quantiles(&[0.5, 0.95, 0.99])
-                    .iter()
-                    .flatten()
-                    .sum::<f64>();
-            }
-        }
-        std::hint::black_box(acc);
+        std::hint::black_box(quantile_sum(&snap));
         drop(snap);
         started.elapsed()
     };
@@ -253,11 +248,7 @@ fn fill_render_shape(registry: &Registry) -> abacus::exposition::prometheus::Ren
     let mut x = 0x9e37_79b9_u64;
     for _ in 0..100 {
         for h in &handles {
-            let r = xorshift(&mut x);
-            let g: f64 = (0..4)
-                .map(|k| ((r >> (k * 16)) & 0xffff) as f64 / 65536.0)
-                .sum();
-            h.record((50.0 * ((g - 2.0) * 2.1).exp()).clamp(1.0, 10_000.0) as u64);
+            h.record(lognormal_ms(xorshift(&mut x)));
         }
     }
     RenderOptions {

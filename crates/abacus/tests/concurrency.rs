@@ -10,6 +10,14 @@ use abacus::{Registry, Snapshot, Value};
 
 const THREADS: u64 = 4;
 
+/// The next word of a xorshift64 sequence.
+fn xorshift(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
+
 /// Totals per key accumulated over delta windows.
 #[derive(Default, Debug)]
 struct Totals {
@@ -198,9 +206,7 @@ fn eviction_racing_writers_loses_nothing() {
             s.spawn(move || {
                 let mut x = 0x1234_5678_u64 + t;
                 for i in 0..per_thread {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
+                    xorshift(&mut x);
                     let svc = format!("s{}", x % 64);
                     registry.record_latency(&svc, 3);
                     registry.increment_counter(&svc, &[], 1);
@@ -536,9 +542,7 @@ fn parallel_collection_under_eviction_races_loses_nothing() {
             s.spawn(move || {
                 let mut x = 0x9abc_def0_u64 + t;
                 for i in 0..per_thread {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
+                    xorshift(&mut x);
                     let svc = &names[(x % 3_000) as usize];
                     registry.record_latency(svc, x % 1_000);
                     registry.increment_counter(svc, &[], 1);
@@ -560,9 +564,7 @@ fn parallel_collection_under_eviction_races_loses_nothing() {
     for t in 0..THREADS {
         let mut x = 0x9abc_def0_u64 + t;
         for _ in 0..per_thread {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            xorshift(&mut x);
             expected_sum += x % 1_000;
         }
     }
