@@ -10,6 +10,20 @@ use abacus::{Registry, Snapshot, Value};
 
 const THREADS: u64 = 4;
 
+/// A flusher every `interval` whose windows are summed into the returned totals.
+fn summing_flusher(registry: &Registry, interval: Duration) -> (Flusher, Arc<Mutex<Totals>>) {
+    let totals = Arc::new(Mutex::new(Totals::default()));
+    let sink_totals = totals.clone();
+    let flusher = Flusher::builder(registry.clone())
+        .interval(interval)
+        .sink(CallbackSink(move |w: &Snapshot| {
+            add_window(&mut sink_totals.lock().unwrap(), w)
+        }))
+        .spawn()
+        .unwrap();
+    (flusher, totals)
+}
+
 /// The next word of a xorshift64 sequence.
 fn xorshift(x: &mut u64) -> u64 {
     *x ^= *x << 13;
@@ -188,17 +202,7 @@ fn eviction_racing_writers_loses_nothing() {
     // Series are evicted after one idle flush while writers keep touching them sporadically,
     // so writes race retirement constantly.
     let registry = Registry::builder().evict_after_idle(1).build().unwrap();
-    let totals = Arc::new(Mutex::new(Totals::default()));
-    let flusher = {
-        let totals = totals.clone();
-        Flusher::builder(registry.clone())
-            .interval(Duration::from_micros(200))
-            .sink(CallbackSink(move |w: &Snapshot| {
-                add_window(&mut totals.lock().unwrap(), w)
-            }))
-            .spawn()
-            .unwrap()
-    };
+    let (flusher, totals) = summing_flusher(&registry, Duration::from_micros(200));
     let per_thread = 60_000u64;
     std::thread::scope(|s| {
         for t in 0..THREADS {
@@ -523,17 +527,7 @@ fn parallel_collection_under_eviction_races_loses_nothing() {
         .collect_threads(4)
         .build()
         .unwrap();
-    let totals = Arc::new(Mutex::new(Totals::default()));
-    let flusher = {
-        let totals = totals.clone();
-        Flusher::builder(registry.clone())
-            .interval(Duration::from_millis(1))
-            .sink(CallbackSink(move |w: &Snapshot| {
-                add_window(&mut totals.lock().unwrap(), w)
-            }))
-            .spawn()
-            .unwrap()
-    };
+    let (flusher, totals) = summing_flusher(&registry, Duration::from_millis(1));
     let per_thread = 60_000u64;
     let names: Vec<String> = (0..3_000).map(|i| format!("s{i}")).collect();
     std::thread::scope(|s| {
