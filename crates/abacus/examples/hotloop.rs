@@ -203,9 +203,12 @@ fn run_snapshot_ab(n: u32) {
     };
     let (one, many) = (build(1), build(threads));
     let names: Vec<String> = (0..series).map(|i| format!("svc-{i:05}")).collect();
+    // Both threads hold their shards until both are done, so that each series gets two
+    // cells even when the threads do not overlap (under valgrind, which runs one at a time).
+    let done = std::sync::Barrier::new(2);
     std::thread::scope(|s| {
         for t in 0..2u64 {
-            let (one, many, names) = (&one, &many, &names);
+            let (one, many, names, done) = (&one, &many, &names, &done);
             s.spawn(move || {
                 let mut x = 0x9e37_79b9_u64 + t;
                 // 50 samples per series and thread, as the criterion bench records.
@@ -215,6 +218,7 @@ fn run_snapshot_ab(n: u32) {
                     one.record_latency(name, v);
                     many.record_latency(name, v);
                 }
+                done.wait();
             });
         }
     });

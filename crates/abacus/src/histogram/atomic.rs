@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use super::index::IndexTable;
 use super::snapshot::{HistogramSnapshot, RawHistogram};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 
 /// The value type a histogram records. It decides the index range and how `sum` is kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,33 +34,96 @@ const U64_OCTAVES: usize = 65;
 
 type Group = Box<[AtomicU64]>;
 
-/// `[positive, negative]` group tables of the `F64` domain.
-type WideGroups = Box<[Box<[OnceLock<Group>]>; 2]>;
+/// `[positive, negative]` group tables of the `F64` domain, and the negative table's
+/// allocated-groups mask (the positive one is [`AtomicHistogram::present`]).
+#[derive(Debug)]
+struct WideGroups {
+    groups: [Box<[OnceLock<Group>]>; 2],
+    negative_present: AtomicU64,
+}
+
+// One bit per group in the allocated-groups masks.
+const _: () = assert!(U64_OCTAVES.div_ceil(GROUP_OCTAVES) <= 64);
+const _: () = assert!(F64_OCTAVES.div_ceil(GROUP_OCTAVES) <= 64);
+
+/// The mask of a sign without groups (negative values of the `U64` domain): never set.
+static NO_GROUPS: AtomicU64 = AtomicU64::new(0);
+
+/// One sign's group table and its allocated-groups mask.
+#[derive(Clone, Copy)]
+struct Sign<'a> {
+    groups: &'a [OnceLock<Group>],
+    present: &'a AtomicU64,
+}
 
 /// Groups of the `U64` domain, stored inline in the histogram (one pointer less on the
 /// hot path).
 const U64_GROUPS: usize = U64_OCTAVES.div_ceil(GROUP_OCTAVES);
 
-/// Lazily allocated bucket storage for one sign: one `OnceLock` per group of octaves.
+/// Lazily allocated bucket storage for one sign: one `OnceLock` per group of octaves, and
+/// `present`, the bitmask of the groups allocated so far (a hint for readers, see
+/// [`new_group`]).
 ///
 /// Invariant: a group once set is never replaced. `OnceLock::get` is an Acquire load that
 /// pairs with the Release of the initialising store, so a reader that sees a group sees it
 /// zeroed or later.
 #[inline]
-fn group_counter(
-    groups: &[OnceLock<Group>],
+fn group_counter<'a>(
+    groups: &'a [OnceLock<Group>],
+    present: &AtomicU64,
     p: usize,
     group_shift: u32,
-    group_len: usize,
-) -> &AtomicU64 {
+) -> &'a AtomicU64 {
+    let group_len = 1usize << group_shift;
     let last = groups.len() - 1;
     let (g, off) = match p >> group_shift {
         g if g <= last => (g, p & (group_len - 1)),
         // Above the range (F64 magnitudes >= 2^128): the top bucket.
         _ => (last, group_len - 1),
     };
-    let group = groups[g].get_or_init(|| (0..group_len).map(|_| AtomicU64::new(0)).collect());
+    let group = group_or_init(&groups[g], present, g, group_len);
     &group[off]
+}
+
+/// Group `g` of a table, allocated on first use. The fast path is a `get()`: calling
+/// `get_or_init` directly made every record build its closure's captures on the stack
+/// (`hotloop local` under callgrind: 60 instructions per record against 51).
+#[inline(always)]
+fn group_or_init<'a>(
+    slot: &'a OnceLock<Group>,
+    present: &AtomicU64,
+    g: usize,
+    len: usize,
+) -> &'a Group {
+    match slot.get() {
+        Some(group) => group,
+        None => init_group(slot, present, g, len),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn init_group<'a>(
+    slot: &'a OnceLock<Group>,
+    present: &AtomicU64,
+    g: usize,
+    len: usize,
+) -> &'a Group {
+    slot.get_or_init(|| new_group(present, g, len))
+}
+
+/// A zeroed group `g` of `len` counters; marks it in `present` first.
+///
+/// Readers walk the set bits of `present` instead of probing every `OnceLock` of the table
+/// (17 of them, 7 cache lines, in the `U64` domain), then `get()` each marked group. A bit
+/// set before its group is published makes that `get()` return `None`, and the group is
+/// read by the next collection, as if it had been allocated just after this one.
+fn new_group(present: &AtomicU64, g: usize, len: usize) -> Group {
+    // Relaxed: a hint only; the group itself is published by the OnceLock (Release) and
+    // read through `get()` (Acquire). fetch_or: writers of the shared cell may allocate
+    // two groups at once.
+    present.fetch_or(1 << g, Ordering::Relaxed);
+    (0..len).map(|_| AtomicU64::new(0)).collect()
 }
 
 fn new_groups(octaves: usize) -> Box<[OnceLock<Group>]> {
@@ -141,18 +204,25 @@ pub(crate) struct AtomicHistogram {
     max: AtomicU64,
     /// Index of the domain's lowest bucket: positions are `index - base`.
     base: i32,
-    /// `GROUP_OCTAVES << scale` and its log2.
-    group_len: u32,
+    /// log2 of the group length `GROUP_OCTAVES << scale`.
     group_shift: u8,
     scale: u8,
     domain: Domain,
+    /// Bit `g` set when positive group `g` has been allocated (see [`new_group`]). In the
+    /// first cache line, so a collection finds the groups without probing the table.
+    present: AtomicU64,
     /// The index table of `scale` (a static). After the fields above, which fill the
     /// cell's first cache line, and before the group pointers, which it shares a line with.
     table: &'static IndexTable,
+    /// `U64` domain: the lowest and highest bucket positions ever recorded (`u16::MAX`
+    /// and 0 while empty). A collection reads only the counters between them (see
+    /// [`Self::widen`]). Positions fit: at most `65 << 8` at scale 8.
+    low: AtomicU16,
+    high: AtomicU16,
     /// Positive buckets of the `U64` domain.
     narrow: [OnceLock<Group>; U64_GROUPS],
     /// `[positive, negative]` buckets of the `F64` domain.
-    wide: Option<WideGroups>,
+    wide: Option<Box<WideGroups>>,
 }
 
 impl AtomicHistogram {
@@ -161,7 +231,10 @@ impl AtomicHistogram {
         let (wide, min_octave) = match domain {
             Domain::U64 => (None, U64_MIN_OCTAVE),
             Domain::F64 => (
-                Some(Box::new([new_groups(F64_OCTAVES), new_groups(F64_OCTAVES)])),
+                Some(Box::new(WideGroups {
+                    groups: [new_groups(F64_OCTAVES), new_groups(F64_OCTAVES)],
+                    negative_present: AtomicU64::new(0),
+                })),
                 F64_MIN_OCTAVE,
             ),
         };
@@ -171,29 +244,31 @@ impl AtomicHistogram {
             table: IndexTable::get(scale as u8),
             base: min_octave << scale,
             group_shift: (scale + GROUP_OCTAVES.trailing_zeros()) as u8,
-            group_len: (GROUP_OCTAVES << scale) as u32,
             zero: AtomicU64::new(0),
             sum: AtomicU64::new(0),
             min: AtomicU64::new(u64::MAX),
             max: AtomicU64::new(0),
+            present: AtomicU64::new(0),
+            low: AtomicU16::new(u16::MAX),
+            high: AtomicU16::new(0),
             narrow: [const { OnceLock::new() }; U64_GROUPS],
             wide,
         }
     }
 
-    /// Counter of bucket `index` (at this histogram's scale); indexes above the range land
-    /// in the top bucket, below it `None` (zero).
+    /// Counter of bucket `index` (at this histogram's scale) in `sign`; indexes above the
+    /// range land in the top bucket, below it `None` (zero).
     #[inline]
-    fn counter_at<'a>(&self, groups: &'a [OnceLock<Group>], index: i32) -> Option<&'a AtomicU64> {
+    fn counter_at<'a>(&self, sign: Sign<'a>, index: i32) -> Option<&'a AtomicU64> {
         let p = index.checked_sub(self.base)?;
-        if p < 0 || groups.is_empty() {
+        if p < 0 || sign.groups.is_empty() {
             return None;
         }
         Some(group_counter(
-            groups,
+            sign.groups,
+            sign.present,
             p as usize,
             u32::from(self.group_shift),
-            self.group_len as usize,
         ))
     }
 
@@ -203,11 +278,30 @@ impl AtomicHistogram {
         self.table
     }
 
-    /// Positive and negative bucket groups of either domain.
-    fn signs(&self) -> (&[OnceLock<Group>], &[OnceLock<Group>]) {
-        match &self.wide {
-            Some(w) => (&w[0], &w[1]),
-            None => (&self.narrow, &[]),
+    /// Positive and negative bucket groups of either domain. Decided by `domain`, on the
+    /// first cache line, so the `U64` domain never reads `wide`.
+    fn signs(&self) -> [Sign<'_>; 2] {
+        match (self.domain, &self.wide) {
+            (Domain::F64, Some(w)) => [
+                Sign {
+                    groups: &w.groups[0],
+                    present: &self.present,
+                },
+                Sign {
+                    groups: &w.groups[1],
+                    present: &w.negative_present,
+                },
+            ],
+            _ => [
+                Sign {
+                    groups: &self.narrow,
+                    present: &self.present,
+                },
+                Sign {
+                    groups: &[],
+                    present: &NO_GROUPS,
+                },
+            ],
         }
     }
 
@@ -226,10 +320,15 @@ impl AtomicHistogram {
             }
         };
         bump::<SHARED>(&self.zero, h.zero_count);
-        let (positive, negative) = self.signs();
+        let [positive, negative] = self.signs();
         for &(i, n) in &h.positive {
             match self.counter_at(positive, map(i)) {
-                Some(c) => bump::<SHARED>(c, n),
+                Some(c) => {
+                    bump::<SHARED>(c, n);
+                    if self.domain == Domain::U64 {
+                        self.widen_position(map(i).saturating_sub(self.base));
+                    }
+                }
                 None => bump::<SHARED>(&self.zero, n),
             }
         }
@@ -240,8 +339,8 @@ impl AtomicHistogram {
         match self.domain {
             Domain::U64 => {
                 bump::<SHARED>(&self.sum, h.sum.max(0.0).round() as u64);
-                self.update_extremes(h.min.max(0.0).round() as u64);
-                self.update_extremes(h.max.max(0.0).round() as u64);
+                self.update_extremes_u64(h.min.max(0.0).round() as u64);
+                self.update_extremes_u64(h.max.max(0.0).round() as u64);
             }
             Domain::F64 => {
                 if SHARED {
@@ -290,13 +389,67 @@ impl AtomicHistogram {
             let p = self.table().position_u64(v);
             // Always in range for integers: no clamp needed (the bounds check stays, it is
             // one well-predicted branch).
-            let len = self.group_len as usize;
-            let group = self.narrow[p >> self.group_shift]
-                .get_or_init(|| (0..len).map(|_| AtomicU64::new(0)).collect());
+            let (g, len) = (p >> self.group_shift, 1usize << self.group_shift);
+            let group = group_or_init(&self.narrow[g], &self.present, g, len);
             bump::<SHARED>(&group[p & (len - 1)], n);
         }
         bump::<SHARED>(&self.sum, v.wrapping_mul(n));
-        self.update_extremes(v);
+        self.update_extremes_u64(v);
+    }
+
+    /// [`Self::update_extremes`] of the `U64` domain: a new window extreme also widens the
+    /// all-time position range, so the range always covers the window's extremes and,
+    /// positions being monotone in values, every value recorded.
+    #[inline(always)]
+    fn update_extremes_u64(&self, v: u64) {
+        // Relaxed: as in `update_extremes`.
+        if v < self.min.load(Ordering::Relaxed) {
+            self.min.fetch_min(v, Ordering::Relaxed);
+            self.widen(v);
+        }
+        // Relaxed: as above.
+        if v > self.max.load(Ordering::Relaxed) {
+            self.max.fetch_max(v, Ordering::Relaxed);
+            self.widen(v);
+        }
+    }
+
+    /// Widens the all-time position range (`low`, `high`) to the bucket of `v`.
+    ///
+    /// Called only when `v` is a new window extreme (the first samples of a window), so
+    /// the recording path pays nothing in the steady state: every other value lies
+    /// between the window's extremes, whose positions the range already covers.
+    ///
+    /// A reader may see a count before its widening; it then skips that count once and
+    /// finds it on its next read. The range only grows, so a count once read is read
+    /// every time after.
+    #[cold]
+    #[inline(never)]
+    fn widen(&self, v: u64) {
+        // Zero has no bucket, but as a window minimum it stands for every value above it:
+        // the range then starts at the lowest position.
+        let p = if v == 0 {
+            0
+        } else {
+            self.table().position_u64(v)
+        };
+        self.widen_position(p as i32);
+    }
+
+    /// Widens the all-time position range to position `p` (clamped to the domain, as the
+    /// counters are).
+    fn widen_position(&self, p: i32) {
+        let top = (U64_GROUPS << self.group_shift) - 1;
+        let p = p.clamp(0, top as i32) as u16;
+        // Relaxed: a hint for readers (above); RMW because writers of the shared cell may
+        // widen at once.
+        if p < self.low.load(Ordering::Relaxed) {
+            self.low.fetch_min(p, Ordering::Relaxed);
+        }
+        // Relaxed: as above.
+        if p > self.high.load(Ordering::Relaxed) {
+            self.high.fetch_max(p, Ordering::Relaxed);
+        }
     }
 
     /// Records `n` samples of the float `v` (domain `F64`). Non-finite values are the
@@ -311,7 +464,7 @@ impl AtomicHistogram {
             self.record_u64::<SHARED>(v.max(0.0).round() as u64, n);
             return;
         }
-        let (positive, negative) = self.signs();
+        let [positive, negative] = self.signs();
         let counter = if v > 0.0 {
             self.counter_at(positive, self.table().index(v))
         } else if v < 0.0 {
@@ -369,59 +522,239 @@ impl AtomicHistogram {
         };
         acc.min_key = acc.min_key.min(min);
         acc.max_key = acc.max_key.max(max);
-        let (positive, negative) = self.signs();
-        for (sign, groups) in [positive, negative].into_iter().enumerate() {
+        let len = 1usize << self.group_shift;
+        // The positions to read: in the `U64` domain only the all-time range (see
+        // `widen`); every position otherwise.
+        let (low, high) = match self.domain {
+            // Relaxed: hints (see `widen`); each counter is then read on its own.
+            Domain::U64 => (
+                usize::from(self.low.load(Ordering::Relaxed)),
+                usize::from(self.high.load(Ordering::Relaxed)),
+            ),
+            Domain::F64 => (0, usize::MAX),
+        };
+        for (sign, Sign { groups, present }) in self.signs().into_iter().enumerate() {
+            // Relaxed: a hint; each marked group is then read through `get()` (Acquire).
+            let mut bits = present.load(Ordering::Relaxed);
             // Gather the allocated groups first, then read them together (see `add_groups`):
             // the loads of different groups are independent, so their cache misses overlap
             // instead of being paid one group after another.
-            let mut present: [(usize, &[AtomicU64]); 8] = [(0, &[]); 8];
+            let mut ready: [(usize, &[AtomicU64]); 8] = [(0, &[]); 8];
             let mut n = 0;
-            for (g, group) in groups.iter().enumerate() {
-                let Some(group) = group.get() else { continue };
+            while bits != 0 {
+                let g = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let Some(group) = groups.get(g).and_then(OnceLock::get) else {
+                    continue;
+                };
+                // The group's counters within the range, and their dense position.
+                let first = low.saturating_sub(g * len);
+                let Some(last) = high.checked_sub(g * len).map(|l| l.min(len - 1)) else {
+                    continue;
+                };
+                if first > last {
+                    continue;
+                }
                 acc.touched[sign] |= 1 << g;
-                present[n] = (g, group);
+                ready[n] = (g * len + first, &group[first..=last]);
                 n += 1;
-                if n == present.len() {
-                    add_groups(&present[..n], &mut acc.dense[sign]);
+                if n == ready.len() {
+                    add_groups(&ready[..n], &mut acc.dense[sign]);
                     n = 0;
                 }
             }
-            add_groups(&present[..n], &mut acc.dense[sign]);
+            add_groups(&ready[..n], &mut acc.dense[sign]);
         }
     }
 }
 
-/// Adds the counters of `groups` (group index, counters) into `dense`.
+/// Adds runs of counters (dense position of the first, counters) into `dense`.
 ///
-/// Two passes, for memory-level parallelism: the groups are cold (one collection reads
-/// megabytes), so the first pass loads one counter per cache line of every group (the first
-/// of each 8 and the last, as an allocation need not be line-aligned; values discarded),
-/// which puts all their misses in flight at once with little work between them; the second
-/// pass adds every counter, now cached, in one straight loop per group. Reading the line
-/// heads twice is cheaper than the per-line loops that read each counter once (callgrind,
-/// `hotloop snapshot`: 7,300 -> 5,800 instructions per series), and dropping the first
-/// pass made the 10k-series snapshot slower (interleaved runs: 34-51 ms against 34-42 ms).
-fn add_groups(groups: &[(usize, &[AtomicU64])], dense: &mut [u64]) {
+/// Two passes, for memory-level parallelism: the counters are cold (one collection reads
+/// megabytes), so the first pass loads one counter per cache line of every run (every 8th
+/// and the last, as a run need not be line-aligned; values discarded), which puts all their
+/// misses in flight at once with little work between them; the second pass adds every
+/// counter, now cached, in one straight loop per run. Reading the line heads twice is
+/// cheaper than the per-line loops that read each counter once (callgrind, `hotloop
+/// snapshot`: 7,300 -> 5,800 instructions per series), and dropping the first pass made the
+/// 10k-series snapshot slower (interleaved runs: 34-51 ms against 34-42 ms).
+fn add_groups(runs: &[(usize, &[AtomicU64])], dense: &mut [u64]) {
     const LINE: usize = 8;
-    let Some(&(_, first)) = groups.first() else {
-        return;
-    };
-    let len = first.len();
     let mut touch = 0u64;
-    for &(_, group) in groups {
-        for line in (0..len).step_by(LINE) {
+    for &(_, run) in runs {
+        for line in run.iter().step_by(LINE) {
             // Relaxed: value discarded; only the cache line is wanted.
-            touch |= group[line].load(Ordering::Relaxed);
+            touch |= line.load(Ordering::Relaxed);
         }
-        // Relaxed: as above (an allocation need not be line-aligned: one more line).
-        touch |= group[len - 1].load(Ordering::Relaxed);
+        if let Some(last) = run.last() {
+            // Relaxed: as above (a run need not be line-aligned: one more line).
+            touch |= last.load(Ordering::Relaxed);
+        }
     }
     std::hint::black_box(touch);
-    for &(g, group) in groups {
-        let dense = &mut dense[g * len..(g + 1) * len];
-        for (slot, counter) in dense.iter_mut().zip(group) {
+    for &(at, run) in runs {
+        for (slot, counter) in dense[at..at + run.len()].iter_mut().zip(run) {
             // Relaxed: monotone counter, read for its value only.
             *slot += counter.load(Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AtomicHistogram, Domain, OnceLock};
+    use crate::histogram::{HistogramSnapshot, RawHistogram};
+    use std::sync::atomic::Ordering;
+
+    /// Every non-zero counter as `(sign, position, count)`, read from every allocated group
+    /// without looking at the position range.
+    fn every_counter(h: &AtomicHistogram) -> Vec<(usize, usize, u64)> {
+        let len = 1usize << h.group_shift;
+        let mut out = Vec::new();
+        for (sign, s) in h.signs().into_iter().enumerate() {
+            for (g, group) in s.groups.iter().enumerate() {
+                for (k, c) in group.get().into_iter().flat_map(|g| g.iter()).enumerate() {
+                    let n = c.load(Ordering::Relaxed);
+                    if n != 0 {
+                        out.push((sign, g * len + k, n));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The non-zero counters as a collection reads them.
+    fn collected(h: &AtomicHistogram, reset_extremes: bool) -> Vec<(usize, usize, u64)> {
+        let mut acc = RawHistogram::new(h.domain, h.scale);
+        h.read_into(&mut acc, reset_extremes);
+        let mut out = Vec::new();
+        for (sign, dense) in acc.dense.iter().enumerate() {
+            for (p, &n) in dense.iter().enumerate() {
+                if n != 0 {
+                    out.push((sign, p, n));
+                }
+            }
+        }
+        out
+    }
+
+    /// Values over the whole range, lower every round (so that later rounds record new
+    /// lows after a read has reset the window): small integers, both sides of every power
+    /// of two, and (for floats) negatives and magnitudes far below and above 1.
+    fn values(domain: Domain, round: u64) -> Vec<f64> {
+        let mut v: Vec<f64> = (0..300).map(|i| (i * 7 + 40 - 10 * round) as f64).collect();
+        for k in (0..64).rev() {
+            let p = 2f64.powi(k);
+            v.extend([p, p * 1.3 + round as f64, p * 1.7]);
+        }
+        v.push(u64::MAX as f64);
+        if domain == Domain::F64 {
+            let more: Vec<f64> = v.iter().map(|x| -x).collect();
+            v.extend(more);
+            for k in -140..140 {
+                let p = 2f64.powi(k) * (1.0 + round as f64 / 8.0);
+                v.extend([p, -p / 3.0]);
+            }
+            v.extend([1e300, -1e300, f64::MIN_POSITIVE]);
+        }
+        v
+    }
+
+    /// The position range never hides a count: at every scale, in both domains, from the
+    /// single-writer and the shared (read-modify-write) paths, across window resets (a
+    /// value inside the range widens nothing) and across reads (values recorded after a
+    /// read, below everything before, are found by the next one), a collection sees exactly
+    /// the counters of an unrestricted read of every group, and all the samples recorded.
+    #[test]
+    fn the_position_range_hides_no_count() {
+        for domain in [Domain::U64, Domain::F64] {
+            for scale in 0..=8u8 {
+                let h = AtomicHistogram::new(domain, scale);
+                let mut recorded = 0u64;
+                for round in 0..4u64 {
+                    let n = round + 1;
+                    // Mid-range values first: after a window reset they widen nothing.
+                    let mut vs = values(domain, round);
+                    let half = vs.len() / 2;
+                    vs.rotate_left(half);
+                    for v in vs {
+                        match (domain, round % 2 == 0) {
+                            (Domain::U64, true) => h.record_u64::<false>(v as u64, n),
+                            (Domain::U64, false) => h.record_u64::<true>(v as u64, n),
+                            (Domain::F64, true) => h.record_f64::<false>(v, n),
+                            (Domain::F64, false) => h.record_f64::<true>(v, n),
+                        }
+                        recorded += n;
+                    }
+                    let all = every_counter(&h);
+                    let reset = round % 2 == 1;
+                    assert_eq!(collected(&h, reset), all, "{domain:?} scale {scale}");
+                    let zero = h.zero.load(Ordering::Relaxed);
+                    let buckets: u64 = all.iter().map(|&(_, _, n)| n).sum();
+                    assert_eq!(zero + buckets, recorded, "{domain:?} scale {scale}");
+                }
+            }
+        }
+    }
+
+    /// A merged histogram whose extremes do not match its buckets (min and max left at
+    /// zero, buckets out of order) still widens the range to every bucket it adds, and
+    /// values recorded afterwards between those buckets are read too.
+    #[test]
+    fn merged_buckets_widen_the_range() {
+        let h = AtomicHistogram::new(Domain::U64, 4);
+        let merged = HistogramSnapshot {
+            scale: 4,
+            count: 3,
+            sum: 0.0,
+            min: 0.0,
+            max: 0.0,
+            zero_count: 0,
+            positive: vec![(150, 2), (20, 1)],
+            negative: vec![],
+            integers: true,
+        };
+        h.add_snapshot::<false>(&merged);
+        for v in [7, 40, 300] {
+            h.record_u64::<false>(v, 1);
+        }
+        let all = every_counter(&h);
+        assert_eq!(all.iter().map(|&(_, _, n)| n).sum::<u64>(), 6);
+        assert_eq!(collected(&h, true), all);
+        assert_eq!(collected(&h, false), all);
+    }
+
+    /// A zero as the window minimum stands for every value above it: values recorded
+    /// after it between zero and the maximum are read (found by proptest as `[0, 636, 1]`).
+    #[test]
+    fn a_zero_minimum_keeps_small_values_in_range() {
+        let h = AtomicHistogram::new(Domain::U64, 4);
+        for round in [[0, 636, 1], [0, 5_000, 3], [9, 0, 2]] {
+            for v in round {
+                h.record_u64::<false>(v, 1);
+            }
+            let all = every_counter(&h);
+            assert_eq!(collected(&h, false), all);
+            assert_eq!(collected(&h, true), all);
+        }
+    }
+
+    /// The allocated-groups mask names exactly the groups allocated.
+    #[test]
+    fn present_mask_names_the_allocated_groups() {
+        let h = AtomicHistogram::new(Domain::U64, 4);
+        for v in [1, 1_000, 1 << 40, u64::MAX] {
+            h.record_u64::<false>(v, 1);
+        }
+        let [positive, _] = h.signs();
+        let allocated = positive
+            .groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| OnceLock::get(g).is_some())
+            .fold(0u64, |m, (g, _)| m | 1 << g);
+        assert_eq!(positive.present.load(Ordering::Relaxed), allocated);
+        assert_eq!(allocated.count_ones(), 4);
     }
 }
