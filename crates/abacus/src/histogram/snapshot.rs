@@ -543,8 +543,7 @@ impl HistogramSnapshot {
         self.quantiles(&[q]).pop().flatten()
     }
 
-    /// Several quantiles in one call, each bucket read at most once; `qs` need not be
-    /// sorted.
+    /// Several quantiles in one pass; `qs` need not be sorted.
     pub fn quantiles(&self, qs: &[f64]) -> Vec<Option<f64>> {
         let mut out = vec![None; qs.len()];
         if self.count == 0 {
@@ -568,38 +567,11 @@ impl HistogramSnapshot {
         }
         let order = &mut order[..len];
         order.sort_unstable_by(|&a, &b| qs[a].total_cmp(&qs[b]));
-        // Ranks in the lower half are found walking up from the lowest bucket, the others
-        // walking down from the highest: the p95 and p99 callers usually ask for then read
-        // the last few buckets instead of the whole list (the lists are cold after a large
-        // snapshot, so this saves cache misses more than instructions). Both walks find the
-        // bucket where the rank falls: counting `count - r + 1` samples from the top ends
-        // in the bucket where counting `r` from the bottom does.
-        let split = order.partition_point(|&i| ceil_rank(qs[i], self.count) <= self.count / 2);
-        let (up, down) = order.split_at(split);
-        self.walk_up(up, qs, &mut out);
-        self.walk_down(down, qs, &mut out);
-        out
-    }
-
-    /// The value of rank `r` (1-based) in bucket `index` of `sign`: the exact extremes for
-    /// the first and last ranks, the clamped representative otherwise.
-    #[inline(always)]
-    fn value_at(&self, r: u64, sign: i8, index: i32) -> f64 {
-        if r == 1 {
-            self.min
-        } else if r == self.count {
-            self.max
-        } else {
-            self.representative(sign, index).clamp(self.min, self.max)
-        }
-    }
-
-    /// Fills `out` for the quantiles `order` (ascending ranks) walking the buckets in
-    /// ascending value order (negative, zero, positive).
-    fn walk_up(&self, order: &[usize], qs: &[f64], out: &mut [Option<f64>]) {
         let rank = |i: usize| ceil_rank(qs[i], self.count);
+        // Buckets in ascending value order (negative, zero, positive); the representative
+        // value (two exponentials) is only computed for the buckets a quantile lands in.
         let Some(&first) = order.first() else {
-            return;
+            return out;
         };
         let (mut next, mut seen, mut r) = (0, 0u64, rank(first));
         // One plain loop per part (a loop over a chain tests which part is current on every
@@ -609,10 +581,17 @@ impl HistogramSnapshot {
             ($sign:expr, $index:expr, $n:expr) => {
                 seen = seen.saturating_add($n);
                 while r <= seen {
-                    out[order[next]] = Some(self.value_at(r, $sign, $index));
+                    let v = if r == 1 {
+                        self.min
+                    } else if r == self.count {
+                        self.max
+                    } else {
+                        self.representative($sign, $index).clamp(self.min, self.max)
+                    };
+                    out[order[next]] = Some(v);
                     next += 1;
                     if next == order.len() {
-                        return;
+                        return out;
                     }
                     r = rank(order[next]);
                 }
@@ -641,55 +620,7 @@ impl HistogramSnapshot {
         for &(index, n) in chunks.remainder() {
             visit!(1, index, n);
         }
-    }
-
-    /// Fills `out` for the quantiles `order` (ascending ranks), the highest rank first,
-    /// walking the buckets in descending value order (positive, zero, negative) and
-    /// counting `count - r + 1` samples from the top for rank `r`.
-    fn walk_down(&self, order: &[usize], qs: &[f64], out: &mut [Option<f64>]) {
-        let rank = |i: usize| ceil_rank(qs[i], self.count);
-        let Some(&last) = order.last() else {
-            return;
-        };
-        let mut next = order.len();
-        let mut r = rank(last);
-        // Samples at or above rank `r`; `r <= count`, so this does not underflow.
-        let mut from_top = self.count - r + 1;
-        let mut above = 0u64;
-        macro_rules! visit {
-            ($sign:expr, $index:expr, $n:expr) => {
-                above = above.saturating_add($n);
-                while from_top <= above {
-                    out[order[next - 1]] = Some(self.value_at(r, $sign, $index));
-                    next -= 1;
-                    if next == 0 {
-                        return;
-                    }
-                    r = rank(order[next - 1]);
-                    from_top = self.count - r + 1;
-                }
-            };
-        }
-        let mut chunks = self.positive.rchunks_exact(4);
-        for chunk in chunks.by_ref() {
-            let total = chunk.iter().fold(above, |acc, b| acc.saturating_add(b.1));
-            if total < from_top {
-                above = total;
-                continue;
-            }
-            for &(index, n) in chunk.iter().rev() {
-                visit!(1, index, n);
-            }
-        }
-        for &(index, n) in chunks.remainder().iter().rev() {
-            visit!(1, index, n);
-        }
-        if self.zero_count > 0 {
-            visit!(0, 0, self.zero_count);
-        }
-        for &(index, n) in &self.negative {
-            visit!(-1, index, n);
-        }
+        out
     }
 
     /// The value reported for a sample in bucket `index` of `sign` (see `ordered`).
@@ -1064,7 +995,7 @@ mod tests {
     }
 
     /// Snapshots whose buckets do not add up to `count` (built by hand or deserialised)
-    /// get some answer for every quantile, and never a panic, from either walk.
+    /// get some answer for every quantile, and never a panic, from the walk.
     #[test]
     fn inconsistent_counts_do_not_panic() {
         let qs = [0.0, 0.01, 0.5, 0.9, 0.99, 1.0];
