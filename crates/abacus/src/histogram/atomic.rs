@@ -356,24 +356,28 @@ impl AtomicHistogram {
                     self.sum
                         .store((f64::from_bits(b) + h.sum).to_bits(), Ordering::Relaxed);
                 }
-                self.update_extremes(f64_key(h.min));
-                self.update_extremes(f64_key(h.max));
+                self.update_extremes(f64_key(h.min), || ());
+                self.update_extremes(f64_key(h.max), || ());
             }
         }
     }
 
-    #[inline]
-    fn update_extremes(&self, key: u64) {
+    /// Updates the window extremes with `key`, calling `on_new` when it is a new minimum
+    /// or maximum.
+    #[inline(always)]
+    fn update_extremes(&self, key: u64, on_new: impl Fn()) {
         // Relaxed loads first: a read-modify-write only when the value is a new extreme,
         // which after the first samples of a window is rare. fetch_min/fetch_max (not a
         // store) because the collector resets these with `swap` concurrently.
         // Relaxed: min/max are independent values, no other data is published through them.
         if key < self.min.load(Ordering::Relaxed) {
             self.min.fetch_min(key, Ordering::Relaxed);
+            on_new();
         }
         // Relaxed: as above.
         if key > self.max.load(Ordering::Relaxed) {
             self.max.fetch_max(key, Ordering::Relaxed);
+            on_new();
         }
     }
 
@@ -402,16 +406,7 @@ impl AtomicHistogram {
     /// positions being monotone in values, every value recorded.
     #[inline(always)]
     fn update_extremes_u64(&self, v: u64) {
-        // Relaxed: as in `update_extremes`.
-        if v < self.min.load(Ordering::Relaxed) {
-            self.min.fetch_min(v, Ordering::Relaxed);
-            self.widen(v);
-        }
-        // Relaxed: as above.
-        if v > self.max.load(Ordering::Relaxed) {
-            self.max.fetch_max(v, Ordering::Relaxed);
-            self.widen(v);
-        }
+        self.update_extremes(v, || self.widen(v));
     }
 
     /// Widens the all-time position range (`low`, `high`) to the bucket of `v`.
@@ -487,7 +482,7 @@ impl AtomicHistogram {
             self.sum
                 .store((f64::from_bits(bits) + add).to_bits(), Ordering::Relaxed);
         }
-        self.update_extremes(f64_key(v));
+        self.update_extremes(f64_key(v), || ());
     }
 
     /// Adds the cumulative totals of this histogram to `acc` and takes the window
