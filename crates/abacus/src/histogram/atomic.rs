@@ -190,30 +190,28 @@ pub(crate) fn key_f64(key: u64) -> f64 {
 
 /// A histogram's atomics. See the module docs of [`crate::histogram`].
 #[derive(Debug)]
-// `repr(C)`: the fields every record touches (sum, extremes, zero, layout) share the first
-// cache line; the group pointers follow.
+// `repr(C)`: what a record of a typical latency reads (sum, extremes, table, group shift,
+// and the pointers of groups 0-2, values up to 2,048) comes first. In a cell, which is
+// 128-byte aligned, that is the cell's first 128 bytes: one pair of lines, which the L2
+// adjacent-line prefetcher fetches together. `zero`, `present` and `base`, which a record
+// of a positive integer does not read, come after the group pointers. Measured against the
+// previous order (zero and present first, groups from byte 80 of the cell, group 2 on the
+// next pair), alternated criterion runs of `core/record/zipf10k`: local handle 12.3-12.9
+// ns against 13.7-14.1 ns, `record_latency` 30.1-32.4 against 31.0-34.3 ns.
 #[repr(C)]
 pub(crate) struct AtomicHistogram {
-    /// Samples equal to zero (or below the zero threshold in the `F64` domain).
-    zero: AtomicU64,
     /// `U64`: wrapping sum of values. `F64`: `f64` bits of the sum.
     sum: AtomicU64,
     /// Window minimum as an order key (`u64::MAX` when empty); reset by the collector with `swap`.
     min: AtomicU64,
     /// Window maximum as an order key (`0` when empty); reset by the collector with `swap`.
     max: AtomicU64,
-    /// Index of the domain's lowest bucket: positions are `index - base`.
-    base: i32,
+    /// The index table of `scale` (a static).
+    table: &'static IndexTable,
     /// log2 of the group length `GROUP_OCTAVES << scale`.
     group_shift: u8,
     scale: u8,
     domain: Domain,
-    /// Bit `g` set when positive group `g` has been allocated (see [`new_group`]). In the
-    /// first cache line, so a collection finds the groups without probing the table.
-    present: AtomicU64,
-    /// The index table of `scale` (a static). After the fields above, which fill the
-    /// cell's first cache line, and before the group pointers, which it shares a line with.
-    table: &'static IndexTable,
     /// `U64` domain: the lowest and highest bucket positions ever recorded (`u16::MAX`
     /// and 0 while empty). A collection reads only the counters between them (see
     /// [`Self::widen`]). Positions fit: at most `65 << 8` at scale 8.
@@ -221,6 +219,13 @@ pub(crate) struct AtomicHistogram {
     high: AtomicU16,
     /// Positive buckets of the `U64` domain.
     narrow: [OnceLock<Group>; U64_GROUPS],
+    /// Samples equal to zero (or below the zero threshold in the `F64` domain).
+    zero: AtomicU64,
+    /// Bit `g` set when positive group `g` has been allocated (see [`new_group`]). A
+    /// collection reads it instead of probing the 17 group slots (7 cache lines).
+    present: AtomicU64,
+    /// Index of the domain's lowest bucket: positions are `index - base`.
+    base: i32,
     /// `[positive, negative]` buckets of the `F64` domain.
     wide: Option<Box<WideGroups>>,
 }
@@ -276,6 +281,26 @@ impl AtomicHistogram {
     #[inline]
     fn table(&self) -> &'static IndexTable {
         self.table
+    }
+
+    /// Where each field a record of a value up to 2,048 reads ends (an address), for the
+    /// layout test in `registry::cell`.
+    #[cfg(test)]
+    pub(crate) fn record_path_ends(&self) -> Vec<(&'static str, usize)> {
+        fn end<T>(field: &T) -> usize {
+            field as *const T as usize + std::mem::size_of::<T>()
+        }
+        // Values up to 2,048 are in groups 0-2 at the default scale.
+        assert_eq!(self.table.position_u64(2048) >> self.group_shift, 2);
+        assert_eq!(self.table.position_u64(2049) >> self.group_shift, 3);
+        vec![
+            ("sum", end(&self.sum)),
+            ("min", end(&self.min)),
+            ("max", end(&self.max)),
+            ("table", end(&self.table)),
+            ("group_shift", end(&self.group_shift)),
+            ("group 2", end(&self.narrow[2])),
+        ]
     }
 
     /// Positive and negative bucket groups of either domain. Decided by `domain`, on the

@@ -174,3 +174,26 @@ impl Cell {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Cell, MetricKind};
+
+    /// The layout the record path is tuned for (see `AtomicHistogram`'s `repr(C)`): cells
+    /// are 128-byte aligned, and everything a record of a value up to 2,048 reads lies in
+    /// the cell's first 128 bytes, one pair of cache lines.
+    #[test]
+    fn a_typical_record_reads_the_cells_first_128_bytes() {
+        let cell = Cell::new_ref(1, MetricKind::Histogram, 4);
+        let start = &**cell as *const Cell as usize;
+        assert_eq!(start % 128, 0, "cells are 128-byte aligned");
+        let h = cell.histogram().unwrap();
+        for (field, end) in h.record_path_ends() {
+            assert!(
+                end - start <= 128,
+                "{field} ends at byte {} of the cell",
+                end - start
+            );
+        }
+    }
+}
