@@ -331,18 +331,26 @@ impl LocalShard {
         // collected while referenced).
         let epoch = inner.evict_epoch.load(Ordering::Relaxed);
         if epoch != self.epoch {
-            self.epoch = epoch;
-            self.latency.retain(|_, c| !c.is_retired());
-            for e in self.recent.iter_mut().flat_map(|r| r.iter_mut()) {
-                if e.as_ref().is_some_and(|e| e.cell.is_retired()) {
-                    *e = None;
-                }
+            self.sweep(epoch);
+        }
+    }
+
+    /// The sweep itself, out of line: inlined, its loops took registers from every
+    /// recording path.
+    #[cold]
+    #[inline(never)]
+    fn sweep(&mut self, epoch: u64) {
+        self.epoch = epoch;
+        self.latency.retain(|_, c| !c.is_retired());
+        for e in self.recent.iter_mut().flat_map(|r| r.iter_mut()) {
+            if e.as_ref().is_some_and(|e| e.cell.is_retired()) {
+                *e = None;
             }
-            self.keyed.retain(|_, c| !c.is_retired());
-            for e in &mut self.by_slot {
-                if e.as_ref().is_some_and(|c| c.is_retired()) {
-                    *e = None;
-                }
+        }
+        self.keyed.retain(|_, c| !c.is_retired());
+        for e in &mut self.by_slot {
+            if e.as_ref().is_some_and(|c| c.is_retired()) {
+                *e = None;
             }
         }
     }
@@ -418,6 +426,24 @@ pub(crate) fn with_local<R>(inner: &Arc<Inner>, f: impl FnOnce(&mut LocalShard) 
             let local = set.current.as_mut()?;
             local.sweep_if_evicted(inner);
             Some(f(local))
+        })
+        .ok()
+        .flatten()
+}
+
+/// Runs `f` with this thread's shard of `inner` only when nothing needs doing first: the
+/// shard exists, is the current one, and has been swept since the last eviction. `None`
+/// otherwise (callers then go through [`with_local`]), and when thread-local storage is
+/// unavailable or already borrowed.
+#[inline(always)]
+pub(crate) fn with_current<R>(inner: &Inner, f: impl FnOnce(&LocalShard) -> R) -> Option<R> {
+    LOCAL
+        .try_with(|cell| {
+            let set = cell.try_borrow().ok()?;
+            let local = set.current.as_ref()?;
+            // Relaxed: see `sweep_if_evicted`.
+            let swept = local.epoch == inner.evict_epoch.load(Ordering::Relaxed);
+            (local.registry_id == inner.id && swept).then(|| f(local))
         })
         .ok()
         .flatten()

@@ -32,7 +32,7 @@ pub use cell::MetricKind;
 pub(crate) use cell::{Cell, CellRef};
 pub(crate) use collect::{Collector, Scratch as CollectScratch, read_cumulative};
 pub(crate) use local::ShardLease;
-use local::{IdPool, LocalShard, thread_tag, with_local};
+use local::{IdPool, LocalShard, thread_tag, with_current, with_local};
 pub(crate) use series::Series;
 
 use crate::error::BuildError;
@@ -285,6 +285,27 @@ impl Registry {
     /// hash lookup and a handful of plain stores; no lock, no read-modify-write.
     #[inline]
     pub fn record_latency(&self, service: &str, latency_ms: u64) {
+        // The front-table hit is all that is inlined here; everything else (a first record,
+        // another registry, a sweep after evictions, a front miss) is `record_latency_slow`,
+        // so this path saves and restores few registers.
+        let hit = with_current(&self.inner, |local| {
+            match local.recent_cell(service, local::recent_slot(service)) {
+                Some(c) => {
+                    c.observe_u64::<false>(latency_ms, 1);
+                    true
+                }
+                None => false,
+            }
+        });
+        if hit != Some(true) {
+            self.record_latency_slow(service, latency_ms);
+        }
+    }
+
+    /// `record_latency` past the front table: switching to this registry's shard and
+    /// sweeping evicted cells when needed, then the per-thread map, then the registry.
+    #[inline(never)]
+    fn record_latency_slow(&self, service: &str, latency_ms: u64) {
         let inner = &self.inner;
         let done = with_local(inner, |local| {
             let slot = local::recent_slot(service);
