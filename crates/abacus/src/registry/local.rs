@@ -327,12 +327,18 @@ impl LocalShard {
     /// last sweep, so the collector can free them.
     #[inline]
     pub(crate) fn sweep_if_evicted(&mut self, inner: &Inner) {
+        if let Some(epoch) = self.unswept_epoch(inner) {
+            self.sweep(epoch);
+        }
+    }
+
+    /// The registry's eviction epoch when it moved since this shard's last sweep.
+    #[inline(always)]
+    fn unswept_epoch(&self, inner: &Inner) -> Option<u64> {
         // Relaxed: a hint; a stale read only delays the sweep (retired cells are still
         // collected while referenced).
         let epoch = inner.evict_epoch.load(Ordering::Relaxed);
-        if epoch != self.epoch {
-            self.sweep(epoch);
-        }
+        (epoch != self.epoch).then_some(epoch)
     }
 
     /// The sweep itself, out of line: inlined, its loops took registers from every
@@ -441,9 +447,8 @@ pub(crate) fn with_current<R>(inner: &Inner, f: impl FnOnce(&LocalShard) -> R) -
         .try_with(|cell| {
             let set = cell.try_borrow().ok()?;
             let local = set.current.as_ref()?;
-            // Relaxed: see `sweep_if_evicted`.
-            let swept = local.epoch == inner.evict_epoch.load(Ordering::Relaxed);
-            (local.registry_id == inner.id && swept).then(|| f(local))
+            (local.registry_id == inner.id && local.unswept_epoch(inner).is_none())
+                .then(|| f(local))
         })
         .ok()
         .flatten()

@@ -297,19 +297,29 @@ impl Registry {
                 None => false,
             }
         });
-        if hit != Some(true) {
-            self.record_latency_slow(service, latency_ms);
+        match hit {
+            Some(true) => {}
+            Some(false) => self.record_latency_slow(service, latency_ms, true),
+            None => self.record_latency_slow(service, latency_ms, false),
         }
     }
 
     /// `record_latency` past the front table: switching to this registry's shard and
     /// sweeping evicted cells when needed, then the per-thread map, then the registry.
+    /// `front_missed`: the fast path already looked in this shard's front table and did
+    /// not find `service`, so it is not looked up again (a sweep in between only removes
+    /// entries).
     #[inline(never)]
-    fn record_latency_slow(&self, service: &str, latency_ms: u64) {
+    fn record_latency_slow(&self, service: &str, latency_ms: u64, front_missed: bool) {
         let inner = &self.inner;
         let done = with_local(inner, |local| {
             let slot = local::recent_slot(service);
-            match local.recent_cell(service, slot) {
+            let front = if front_missed {
+                None
+            } else {
+                local.recent_cell(service, slot)
+            };
+            match front {
                 Some(c) => c.observe_u64::<false>(latency_ms, 1),
                 None => self.record_latency_miss(local, service, slot, latency_ms),
             }
