@@ -33,6 +33,7 @@
 //! threads let workers borrow the target and inputs without `Arc`.)
 #![forbid(unsafe_code)]
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Barrier};
 use std::thread::JoinHandle;
@@ -348,9 +349,65 @@ pub enum Mode {
     Cached,
 }
 
+/// How long a worker records in one run.
+#[derive(Clone)]
+enum Budget {
+    /// This many records.
+    Records(u64),
+    /// Until the flag is set.
+    Until(Arc<AtomicBool>),
+}
+
+/// Records a time-bounded worker makes between two looks at its stop flag.
+const CHUNK: u64 = 1024;
+
 enum Job {
-    Run(Mode, u64),
+    /// Wait on the barrier (one party per worker of the run), then record.
+    Run(Mode, Budget, Arc<Barrier>),
     Stop,
+}
+
+/// CPUs a pool of `threads` workers pins its workers to, in worker order: none for one
+/// worker; for more, worker `t` gets the `t`-th CPU this process may run on (wrapping).
+///
+/// Why: each run wakes its workers, and the kernel often wakes a worker on the CPU that is
+/// already running another one; the two then share one CPU for a millisecond or more until
+/// the load balancer moves one. Measured with two unpinned workers and runs of 15–40 ms on
+/// the 2-vCPU reference machine: the second worker started up to 4 ms after the first,
+/// which the wall time of a run (earliest start to latest end) charges to the code under
+/// test; pinned, the start gap stayed under 0.1 ms but for one run in a hundred. Long-lived
+/// recording threads of a real service are not woken again and again like this. One worker
+/// is left unpinned: any idle CPU will do, and the scheduler finds one.
+/// `ABACUS_BENCH_PIN=0` turns pinning off.
+pub fn pin_plan(threads: usize) -> Vec<Option<usize>> {
+    let pin = threads > 1 && std::env::var("ABACUS_BENCH_PIN").map_or(true, |v| v != "0");
+    let cpus = if pin { allowed_cpus() } else { Vec::new() };
+    (0..threads)
+        .map(|t| (!cpus.is_empty()).then(|| cpus[t % cpus.len()]))
+        .collect()
+}
+
+/// CPUs this process may run on (empty when that cannot be read).
+fn allowed_cpus() -> Vec<usize> {
+    use nix::sched::{CpuSet, sched_getaffinity};
+    use nix::unistd::Pid;
+    match sched_getaffinity(Pid::from_raw(0)) {
+        Ok(set) => (0..CpuSet::count())
+            .filter(|&c| set.is_set(c).unwrap_or(false))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Pins the calling thread to `cpu`; a failure leaves it unpinned (measured as before).
+fn pin_current_thread(cpu: usize) {
+    use nix::sched::{CpuSet, sched_setaffinity};
+    use nix::unistd::Pid;
+    let mut set = CpuSet::new();
+    if set.set(cpu).is_ok() {
+        // Pid 0: the calling thread.
+        let _ = sched_setaffinity(Pid::from_raw(0), &set);
+    }
 }
 
 /// Persistent worker threads for one target, workload and thread count.
@@ -359,12 +416,16 @@ enum Job {
 /// handles once (the way per-thread handle clones are used), so the pool keeps its threads
 /// for the whole benchmark group: thread-local state (abacus's shards and caches, the
 /// allocator's arenas) is warm after the first sample, as it is in production. Creating
-/// threads per sample would charge thread-local set-up to every sample.
+/// threads per sample would charge thread-local set-up to every sample. Workers of a pool of
+/// two or more are pinned to CPUs (see [`pin_plan`]).
 pub struct Pool {
     jobs: Vec<Sender<Job>>,
-    done: Receiver<(Instant, Instant)>,
+    done: Receiver<Span>,
     workers: Vec<JoinHandle<()>>,
 }
+
+/// One worker's part of a run: when it started and ended, and how many records it made.
+type Span = (Instant, Instant, u64);
 
 impl Pool {
     /// Starts `threads` workers; each resolves its own handles before the first job.
@@ -374,38 +435,52 @@ impl Pool {
         T::Handles: 'static,
     {
         assert!(threads > 0, "need at least one thread");
-        let start = Arc::new(Barrier::new(threads));
         let (done_tx, done) = channel();
         let mut jobs = Vec::new();
         let mut workers = Vec::new();
-        for t in 0..threads {
+        for (t, cpu) in pin_plan(threads).into_iter().enumerate() {
             let (tx, rx) = channel::<Job>();
             jobs.push(tx);
-            let (target, inputs, start, done_tx) = (
-                target.clone(),
-                inputs.clone(),
-                start.clone(),
-                done_tx.clone(),
-            );
+            let (target, inputs, done_tx) = (target.clone(), inputs.clone(), done_tx.clone());
             workers.push(std::thread::spawn(move || {
+                if let Some(cpu) = cpu {
+                    pin_current_thread(cpu);
+                }
                 let handles = target.handles(&inputs.services);
                 let ops = inputs.ops_array();
                 let services = inputs.services.as_slice();
-                while let Ok(Job::Run(mode, iters)) = rx.recv() {
+                while let Ok(Job::Run(mode, budget, start)) = rx.recv() {
                     start.wait();
                     let t0 = Instant::now();
                     let mut i = Inputs::offset(t, threads);
-                    for _ in 0..iters {
-                        let op = ops[i & SEQ_MASK];
-                        match mode {
-                            Mode::ByName => {
-                                target.record_by_name(&services[op.service as usize], op.latency_ms)
+                    let mut record = |n: u64| {
+                        for _ in 0..n {
+                            let op = ops[i & SEQ_MASK];
+                            match mode {
+                                Mode::ByName => target
+                                    .record_by_name(&services[op.service as usize], op.latency_ms),
+                                Mode::Cached => handles.record(op.service as usize, op.latency_ms),
                             }
-                            Mode::Cached => handles.record(op.service as usize, op.latency_ms),
+                            i = i.wrapping_add(1);
                         }
-                        i = i.wrapping_add(1);
-                    }
-                    if done_tx.send((t0, Instant::now())).is_err() {
+                    };
+                    let made = match budget {
+                        Budget::Records(n) => {
+                            record(n);
+                            n
+                        }
+                        Budget::Until(stop) => {
+                            let mut made = 0;
+                            // Relaxed: a stop signal only; seeing it a chunk late lengthens
+                            // the run by records that are counted and timed.
+                            while !stop.load(Ordering::Relaxed) {
+                                record(CHUNK);
+                                made += CHUNK;
+                            }
+                            made
+                        }
+                    };
+                    if done_tx.send((t0, Instant::now(), made)).is_err() {
                         return;
                     }
                 }
@@ -418,18 +493,57 @@ impl Pool {
         }
     }
 
+    /// Number of workers.
+    pub fn threads(&self) -> usize {
+        self.jobs.len()
+    }
+
     /// Every worker makes `iters` records in `mode`; returns the wall time from the earliest
     /// worker start to the latest worker end.
     pub fn run(&self, mode: Mode, iters: u64) -> Duration {
-        for j in &self.jobs {
-            j.send(Job::Run(mode, iters)).expect("bench worker alive");
+        let all: Vec<usize> = (0..self.jobs.len()).collect();
+        self.run_on(mode, iters, &all)
+    }
+
+    /// Like [`Pool::run`], but only the listed workers record (the others stay idle).
+    pub fn run_on(&self, mode: Mode, iters: u64, workers: &[usize]) -> Duration {
+        self.start(mode, Budget::Records(iters), workers);
+        self.finish(workers).0
+    }
+
+    /// The listed workers record for about `time`, each as fast as it can; returns the
+    /// records made and the wall time from the earliest worker start to the latest end.
+    /// Throughput measured this way is what the process achieves, not how soon its slowest
+    /// worker would finish an equal share of a fixed amount of work.
+    pub fn run_for(&self, mode: Mode, time: Duration, workers: &[usize]) -> (u64, Duration) {
+        let stop = Arc::new(AtomicBool::new(false));
+        self.start(mode, Budget::Until(stop.clone()), workers);
+        std::thread::sleep(time);
+        // Relaxed: see the workers' load.
+        stop.store(true, Ordering::Relaxed);
+        let (wall, made) = self.finish(workers);
+        (made, wall)
+    }
+
+    fn start(&self, mode: Mode, budget: Budget, workers: &[usize]) {
+        assert!(!workers.is_empty(), "need at least one worker");
+        let start = Arc::new(Barrier::new(workers.len()));
+        for &w in workers {
+            self.jobs[w]
+                .send(Job::Run(mode, budget.clone(), start.clone()))
+                .expect("bench worker alive");
         }
-        let spans: Vec<(Instant, Instant)> = (0..self.jobs.len())
+    }
+
+    /// Waits for the listed workers: wall time (earliest start to latest end) and records.
+    fn finish(&self, workers: &[usize]) -> (Duration, u64) {
+        let spans: Vec<Span> = workers
+            .iter()
             .map(|_| self.done.recv().expect("bench worker alive"))
             .collect();
-        let first = spans.iter().map(|s| s.0).min().expect("threads > 0");
-        let last = spans.iter().map(|s| s.1).max().expect("threads > 0");
-        last - first
+        let first = spans.iter().map(|s| s.0).min().expect("workers > 0");
+        let last = spans.iter().map(|s| s.1).max().expect("workers > 0");
+        (last - first, spans.iter().map(|s| s.2).sum())
     }
 }
 
@@ -572,13 +686,22 @@ mod tests {
         let pool = Pool::new(target.clone(), inputs.clone(), 2);
         let _ = pool.run(Mode::ByName, 1000);
         let _ = pool.run(Mode::Cached, 1000);
+        let _ = pool.run_on(Mode::ByName, 300, &[1]);
+        let _ = pool.run_on(Mode::Cached, 200, &[0]);
+        let (made, _) = pool.run_for(Mode::ByName, Duration::from_millis(5), &[0, 1]);
+        let (made_alone, _) = pool.run_for(Mode::Cached, Duration::from_millis(5), &[1]);
+        assert!(made >= 2 * CHUNK && made % CHUNK == 0, "{made}");
+        assert!(
+            made_alone >= CHUNK && made_alone % CHUNK == 0,
+            "{made_alone}"
+        );
         drop(pool);
         let total: u64 = inputs
             .services
             .iter()
             .map(|s| target.recorded_count(s).unwrap_or(0))
             .sum();
-        assert_eq!(total, 4000);
+        assert_eq!(total, 4500 + made + made_alone);
     }
 
     #[test]
