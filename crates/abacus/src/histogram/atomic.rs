@@ -20,7 +20,7 @@ pub(crate) enum Domain {
 /// default scale). Latency distributions usually span a few consecutive octaves, so a
 /// handful of groups are touched; the pointer table stays small and the hot path does one
 /// lookup.
-const GROUP_OCTAVES: usize = 4;
+pub(crate) const GROUP_OCTAVES: usize = 4;
 
 /// Octaves covered by the `F64` domain: exponents `-128..128`. Magnitudes at or below
 /// `2^-128` count as zero (the zero threshold); magnitudes of `2^128` and above land in
@@ -190,7 +190,7 @@ pub(crate) fn key_f64(key: u64) -> f64 {
 
 /// A histogram's atomics. See the module docs of [`crate::histogram`].
 #[derive(Debug)]
-// `repr(C)`: what a record of a typical latency reads (sum, extremes, table, group shift,
+// `repr(C)`: what a record of a typical latency reads (sum, extremes, the group shift,
 // and the pointers of groups 0-2, values up to 2,048) comes first. In a cell, which is
 // 128-byte aligned, that is the cell's first 128 bytes: one pair of lines, which the L2
 // adjacent-line prefetcher fetches together. `zero`, `present` and `base`, which a record
@@ -206,49 +206,55 @@ pub(crate) struct AtomicHistogram {
     min: AtomicU64,
     /// Window maximum as an order key (`0` when empty); reset by the collector with `swap`.
     max: AtomicU64,
-    /// The index table of `scale` (a static).
+    /// The index table of `scale` (a static). The record path reads the group shift from
+    /// it too, so that the cell's first line has room for the groups' slots.
     table: &'static IndexTable,
-    /// log2 of the group length `GROUP_OCTAVES << scale`.
+    /// Positive buckets of the `U64` domain.
+    narrow: [OnceLock<Group>; U64_GROUPS],
+    /// log2 of the group length `GROUP_OCTAVES << scale` (also in `table`).
     group_shift: u8,
     scale: u8,
     domain: Domain,
     /// `U64` domain: the lowest and highest bucket positions ever recorded (`u16::MAX`
     /// and 0 while empty). A collection reads only the counters between them (see
-    /// [`Self::widen`]). Positions fit: at most `65 << 8` at scale 8.
+    /// [`Self::widen`]). Positions fit: at most `65 << 8` at scale 8. Read and written
+    /// only when a value is a new window extreme.
     low: AtomicU16,
     high: AtomicU16,
-    /// Positive buckets of the `U64` domain.
-    narrow: [OnceLock<Group>; U64_GROUPS],
     /// Samples equal to zero (or below the zero threshold in the `F64` domain).
     zero: AtomicU64,
     /// Bit `g` set when positive group `g` has been allocated (see [`new_group`]). A
     /// collection reads it instead of probing the 17 group slots (7 cache lines).
     present: AtomicU64,
-    /// Index of the domain's lowest bucket: positions are `index - base`.
-    base: i32,
     /// `[positive, negative]` buckets of the `F64` domain.
     wide: Option<Box<WideGroups>>,
 }
 
 impl AtomicHistogram {
+    /// Index of the domain's lowest bucket: positions are `index - base`. Computed, not
+    /// stored: a field would take the cell past 512 bytes (see `Cell`'s name).
+    fn base(&self) -> i32 {
+        let min_octave = match self.domain {
+            Domain::U64 => U64_MIN_OCTAVE,
+            Domain::F64 => F64_MIN_OCTAVE,
+        };
+        min_octave << self.scale
+    }
+
     pub(crate) fn new(domain: Domain, scale: u8) -> Self {
         let scale = IndexTable::get(scale).scale();
-        let (wide, min_octave) = match domain {
-            Domain::U64 => (None, U64_MIN_OCTAVE),
-            Domain::F64 => (
-                Some(Box::new(WideGroups {
-                    groups: [new_groups(F64_OCTAVES), new_groups(F64_OCTAVES)],
-                    negative_present: AtomicU64::new(0),
-                })),
-                F64_MIN_OCTAVE,
-            ),
+        let wide = match domain {
+            Domain::U64 => None,
+            Domain::F64 => Some(Box::new(WideGroups {
+                groups: [new_groups(F64_OCTAVES), new_groups(F64_OCTAVES)],
+                negative_present: AtomicU64::new(0),
+            })),
         };
         AtomicHistogram {
             domain,
             scale: scale as u8,
-            table: IndexTable::get(scale as u8),
-            base: min_octave << scale,
             group_shift: (scale + GROUP_OCTAVES.trailing_zeros()) as u8,
+            table: IndexTable::get(scale as u8),
             zero: AtomicU64::new(0),
             sum: AtomicU64::new(0),
             min: AtomicU64::new(u64::MAX),
@@ -265,7 +271,7 @@ impl AtomicHistogram {
     /// range land in the top bucket, below it `None` (zero).
     #[inline]
     fn counter_at<'a>(&self, sign: Sign<'a>, index: i32) -> Option<&'a AtomicU64> {
-        let p = index.checked_sub(self.base)?;
+        let p = index.checked_sub(self.base())?;
         if p < 0 || sign.groups.is_empty() {
             return None;
         }
@@ -278,9 +284,15 @@ impl AtomicHistogram {
     }
 
     /// The index table of this histogram's scale (a static, hot in cache).
-    #[inline]
+    #[inline(always)]
     fn table(&self) -> &'static IndexTable {
         self.table
+    }
+
+    /// The counter of a scalar cell (counters keep their value in `sum`).
+    #[inline(always)]
+    pub(crate) fn scalar(&self) -> &AtomicU64 {
+        &self.sum
     }
 
     /// Where each field a record of a value up to 2,048 reads ends (an address), for the
@@ -291,14 +303,13 @@ impl AtomicHistogram {
             field as *const T as usize + std::mem::size_of::<T>()
         }
         // Values up to 2,048 are in groups 0-2 at the default scale.
-        assert_eq!(self.table.position_u64(2048) >> self.group_shift, 2);
-        assert_eq!(self.table.position_u64(2049) >> self.group_shift, 3);
+        assert_eq!(self.table().position_u64(2048) >> self.group_shift, 2);
+        assert_eq!(self.table().position_u64(2049) >> self.group_shift, 3);
         vec![
             ("sum", end(&self.sum)),
             ("min", end(&self.min)),
             ("max", end(&self.max)),
             ("table", end(&self.table)),
-            ("group_shift", end(&self.group_shift)),
             ("group 2", end(&self.narrow[2])),
         ]
     }
@@ -351,7 +362,7 @@ impl AtomicHistogram {
                 Some(c) => {
                     bump::<SHARED>(c, n);
                     if self.domain == Domain::U64 {
-                        self.widen_position(map(i).saturating_sub(self.base));
+                        self.widen_position(map(i).saturating_sub(self.base()));
                     }
                 }
                 None => bump::<SHARED>(&self.zero, n),
@@ -415,10 +426,13 @@ impl AtomicHistogram {
         } else {
             // Integers >= 1 are always in range: position = index + 2^scale >= 0, which is
             // `index - base` in the `U64` domain (`base = -2^scale`).
-            let p = self.table().position_u64(v);
+            let table = self.table();
+            let p = table.position_u64(v);
             // Always in range for integers: no clamp needed (the bounds check stays, it is
-            // one well-predicted branch).
-            let (g, len) = (p >> self.group_shift, 1usize << self.group_shift);
+            // one well-predicted branch). The shift comes from the (static, hot) table, not
+            // from this histogram's second line.
+            let shift = table.group_shift();
+            let (g, len) = (p >> shift, 1usize << shift);
             let group = group_or_init(&self.narrow[g], &self.present, g, len);
             bump::<SHARED>(&group[p & (len - 1)], n);
         }

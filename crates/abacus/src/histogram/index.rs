@@ -33,6 +33,8 @@ const MANTISSA_MASK: u64 = (1 << MANTISSA_BITS) - 1;
 #[derive(Debug)]
 pub(crate) struct IndexTable {
     scale: u32,
+    /// `scale + log2(GROUP_OCTAVES)`.
+    group_shift: u32,
     /// `64 - lookup_bits`, with `lookup_bits = scale + 2`: shift that extracts the table cell.
     cell_shift: u32,
     /// For each table cell, the number of sub-bucket boundaries strictly below the cell start.
@@ -90,6 +92,7 @@ impl IndexTable {
         }
         let mut table = IndexTable {
             scale,
+            group_shift: scale + super::atomic::GROUP_OCTAVES.trailing_zeros(),
             cell_shift,
             guess,
             boundary,
@@ -115,6 +118,13 @@ impl IndexTable {
     /// The scale this table was built for.
     pub(crate) fn scale(&self) -> u32 {
         self.scale
+    }
+
+    /// log2 of the length of a histogram's bucket group at this table's scale (a group
+    /// spans [`GROUP_OCTAVES`](super::atomic::GROUP_OCTAVES) octaves).
+    #[inline(always)]
+    pub(crate) fn group_shift(&self) -> u32 {
+        self.group_shift
     }
 
     /// Bucket index of `2^exp * (1 + frac / 2^64)`.

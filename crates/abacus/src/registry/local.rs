@@ -71,45 +71,27 @@ impl Hash for ServiceKey {
     }
 }
 
-/// Longest name the front table holds (inline, so a hit reads no other memory).
-pub(crate) const RECENT_NAME: usize = 23;
-
-/// One entry of the `record_latency` front table: a copy of the name, inline, and this
-/// shard's cell of its series.
-#[derive(Debug)]
-pub(crate) struct Recent {
-    len: u8,
-    name: [u8; RECENT_NAME],
-    cell: CellRef,
-}
-
-impl Recent {
-    /// This entry's cell when it caches `service` and the series was not evicted.
-    #[inline(always)]
-    fn cell_for(&self, service: &str) -> Option<&CellRef> {
-        let b = service.as_bytes();
-        let n = usize::from(self.len);
-        (n == b.len() && short_eq(&self.name[..n.min(RECENT_NAME)], b) && !self.cell.is_retired())
-            .then_some(&self.cell)
-    }
-}
-
 /// An empty front table, built on the heap: a 128 KiB array built on the stack would make
 /// every caller's frame large enough to need stack probes.
 #[cold]
 #[inline(never)]
-fn new_recent_table() -> Box<[Option<Recent>; RECENT_LEN]> {
-    let slots: Box<[Option<Recent>]> = (0..RECENT_LEN).map(|_| None).collect();
+fn new_recent_table() -> Box<[Option<CellRef>; RECENT_LEN]> {
+    let slots: Box<[Option<CellRef>]> = (0..RECENT_LEN).map(|_| None).collect();
     slots.try_into().expect("RECENT_LEN slots")
 }
 
-/// Entries of the [`LocalShard::recent`] table: 4,096 (128 KiB, allocated on a thread's
-/// first `record_latency` into a registry). With 10,000 services drawn Zipf(1.1), the top
-/// 4,096 take 94 % of the calls (the top 256, 73 %). Cache simulation (callgrind, 48 KiB
-/// L1d, 2 MiB L2, `ZIPF=1 hotloop spread-latency`), per call: 256 entries 227 instructions,
-/// 5.3 L1d and 0.94 L2 misses; 1,024: 207, 5.0, 0.94; 2,048: 198, 4.8, 0.92; 4,096: 187,
-/// 4.8, 0.87.
-pub(crate) const RECENT_LEN: usize = 4096;
+/// Entries of the [`LocalShard::recent`] table: 16,384 cell pointers (128 KiB, allocated on
+/// a thread's first `record_latency` into a registry). An entry holds just the cell: the
+/// name it is compared with is in the cell's first line ([`Cell::is_named`]), which the
+/// record then writes, so a hit reads one entry of 8 bytes and no other line than the
+/// record's. With 10,000 services drawn Zipf(1.1), the top 4,096 take 94 % of the calls, the
+/// top 8,192 98 %. Alternated criterion runs of `core/record/zipf10k/record_latency`
+/// (Intel Xeon, 2026-12-04), medians of five: 4,096 entries of 32 bytes with the name inline
+/// (the previous table, 128 KiB) 31.4 ns; 16,384 of those (512 KiB) 28.7 ns; this table
+/// 25.8 ns.
+///
+/// [`Cell::is_named`]: crate::registry::cell::Cell::is_named
+pub(crate) const RECENT_LEN: usize = 16_384;
 
 /// Slot of `service` in the front table: one multiply over the words the byte comparison
 /// loads anyway (first and last 8 bytes, the middle ones for longer names, the length).
@@ -190,7 +172,7 @@ impl Equivalent<ServiceKey> for ServiceRef<'_> {
 /// Byte equality without a `memcmp` call for the short names services usually have: two
 /// overlapping word loads per side instead of a library call per lookup.
 #[inline]
-fn short_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn short_eq(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;
@@ -237,7 +219,7 @@ pub(crate) struct LocalShard {
     /// Direct-mapped front cache of `latency`, indexed by [`recent_slot`]: a hit costs one
     /// byte comparison of the name instead of hashing it and probing the map. Allocated on
     /// the first `record_latency` (128 KiB).
-    pub(crate) recent: Option<Box<[Option<Recent>; RECENT_LEN]>>,
+    pub(crate) recent: Option<Box<[Option<CellRef>; RECENT_LEN]>>,
     /// Misses that found their front slot taken (see [`LocalShard::remember`]).
     displacements: u32,
     /// By-name cache for every other series.
@@ -258,24 +240,24 @@ impl LocalShard {
     /// that service's live cell.
     #[inline(always)]
     pub(crate) fn recent_cell(&self, service: &str, slot: usize) -> Option<&CellRef> {
-        let slots = self.recent.as_deref()?;
-        slots[slot & (RECENT_LEN - 1)].as_ref()?.cell_for(service)
+        let cell = self.recent.as_deref()?[slot & (RECENT_LEN - 1)].as_ref()?;
+        (cell.is_named(service) && !cell.is_retired()).then_some(cell)
     }
 
     /// Puts `cell` for `service` in the front table (`recent`) after a miss: always into an
     /// empty slot, but over another entry only on every 8th such miss, so that a long tail
     /// of rare services does not keep pushing the frequent ones out (and misses stay cheap).
-    /// Names longer than [`RECENT_NAME`] bytes are not kept.
+    /// Only cells that carry the name are kept: names longer than
+    /// [`SHORT_NAME`](crate::registry::cell::SHORT_NAME) bytes always go through the map.
     #[inline]
     fn remember(
-        recent: &mut Option<Box<[Option<Recent>; RECENT_LEN]>>,
+        recent: &mut Option<Box<[Option<CellRef>; RECENT_LEN]>>,
         displacements: &mut u32,
         service: &str,
         cell: &CellRef,
         slot: usize,
     ) {
-        let b = service.as_bytes();
-        if b.len() > RECENT_NAME {
+        if !cell.is_named(service) {
             return;
         }
         let slots = recent.get_or_insert_with(new_recent_table);
@@ -286,13 +268,7 @@ impl LocalShard {
                 return;
             }
         }
-        let mut name = [0; RECENT_NAME];
-        name[..b.len()].copy_from_slice(b);
-        *slot = Some(Recent {
-            len: b.len() as u8,
-            name,
-            cell: cell.clone(),
-        });
+        *slot = Some(cell.clone());
     }
 
     /// Records into the cell the per-thread map holds for `service` and makes it the front
@@ -349,7 +325,7 @@ impl LocalShard {
         self.epoch = epoch;
         self.latency.retain(|_, c| !c.is_retired());
         for e in self.recent.iter_mut().flat_map(|r| r.iter_mut()) {
-            if e.as_ref().is_some_and(|e| e.cell.is_retired()) {
+            if e.as_ref().is_some_and(|c| c.is_retired()) {
                 *e = None;
             }
         }

@@ -3,7 +3,7 @@
 
 use loom::thread;
 
-use super::cell::{Cell, CellRef, MetricKind};
+use super::cell::{Cell, CellRef, MetricKind, ShortName};
 use super::collect::{Collector, Retiring, collect_retiring};
 use super::local::IdPool;
 use super::series::Series;
@@ -21,16 +21,32 @@ fn counter_total(out: &[Option<SeriesSnapshot>]) -> u64 {
         .sum()
 }
 
+/// Runs `f` as a loom model, on a model thread with a 1 MiB stack: a cell (a counter cell
+/// too holds a whole histogram) is built on the stack, which overflows the coroutine stack
+/// loom gives the model's main thread.
+fn model<F: Fn() + Sync + Send + 'static>(f: F) {
+    let f = std::sync::Arc::new(f);
+    loom::model(move || {
+        let f = f.clone();
+        thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || f())
+            .expect("model thread")
+            .join()
+            .expect("model thread panicked");
+    });
+}
+
 /// Two threads take shard ids from the pool, write their shard's cell with plain
 /// load + store, and hand the id back. Whatever interleaving, no increment is lost: the
 /// pool's mutex orders a previous owner's stores before the next owner's loads.
 #[test]
 fn shard_handover_loses_no_plain_store() {
-    loom::model(|| {
+    model(|| {
         let pool = Arc::new(Mutex::new(IdPool::default()));
         let cells: Arc<Vec<Cell>> = Arc::new(
             (0..2)
-                .map(|_| Cell::new(1, MetricKind::Counter, 4))
+                .map(|_| Cell::new(1, MetricKind::Counter, 4, ShortName::NONE))
                 .collect(),
         );
         let threads: Vec<_> = (0..2)
@@ -60,7 +76,7 @@ fn shard_handover_loses_no_plain_store() {
 /// some collection, and the retiring entry is freed only when the writer let go.
 #[test]
 fn retired_cells_are_read_until_the_last_writer_lets_go() {
-    loom::model(|| {
+    model(|| {
         let series = std::sync::Arc::new(Series::new(
             7,
             0,

@@ -2,7 +2,7 @@
 
 use crate::histogram::HistogramTotals;
 use crate::key::Key;
-use crate::registry::cell::{Cell, CellRef, MetricKind};
+use crate::registry::cell::{Cell, CellRef, MetricKind, ShortName};
 use crate::snapshot::Unit;
 use crate::sync::{self, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering, RwLock};
 
@@ -123,15 +123,23 @@ impl Series {
         if cells.by_shard.len() <= shard {
             cells.by_shard.resize(shard + 1, None);
         }
-        let c =
-            cells.by_shard[shard].get_or_insert_with(|| Cell::new_ref(self.id, self.kind, scale));
+        let c = cells.by_shard[shard]
+            .get_or_insert_with(|| Cell::new_ref(self.id, self.kind, scale, self.short_name()));
         Some(c.clone())
+    }
+
+    /// The name its cells carry: the value of its only label, if it has exactly one.
+    fn short_name(&self) -> ShortName {
+        match self.key.labels() {
+            [(_, value)] => ShortName::new(value),
+            _ => ShortName::NONE,
+        }
     }
 
     /// The shared fallback cell, created on first use.
     pub(crate) fn shared(&self) -> &CellRef {
         self.shared
-            .get_or_init(|| Cell::new_ref(self.id, self.kind, self.scale))
+            .get_or_init(|| Cell::new_ref(self.id, self.kind, self.scale, self.short_name()))
     }
 
     /// The shared fallback cell if it was ever used.
